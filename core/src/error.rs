@@ -1,0 +1,250 @@
+//! The errors every backend reports: channel errors and process failures.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a channel operation (read, write or alternation) did not happen.
+///
+/// Both variants are final for the channel: once poisoned or retired, a channel never works again.
+///
+/// # Examples
+///
+/// ```
+/// use cspnet_core::ChannelError;
+///
+/// let e = ChannelError::Poisoned;
+/// assert!(e.is_poisoned());
+/// assert!(e.to_string().contains("poisoned"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The channel was poisoned (by `poison()` on the channel or one of its ends, or by a process that
+    /// ended with a poison error or a panic). Propagate it with `?`: a process that returns this error
+    /// poisons every channel end it still holds, which brings the whole network down.
+    #[error(
+        "channel poisoned: the network is shutting down (return this error from the process to pass \
+         the poison on)"
+    )]
+    Poisoned,
+    /// Every reader end (or every writer end) of the channel has left, so no communication on it can
+    /// ever complete. Values already buffered are still read before readers see this.
+    #[error(
+        "channel retired: every reader or every writer end has left, so this operation can never \
+         complete"
+    )]
+    Retired,
+}
+
+impl ChannelError {
+    /// Whether this is [`ChannelError::Poisoned`].
+    ///
+    /// ```
+    /// assert!(cspnet_core::ChannelError::Poisoned.is_poisoned());
+    /// ```
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, ChannelError::Poisoned)
+    }
+
+    /// Whether this is [`ChannelError::Retired`].
+    ///
+    /// ```
+    /// assert!(cspnet_core::ChannelError::Retired.is_retired());
+    /// ```
+    pub fn is_retired(&self) -> bool {
+        matches!(self, ChannelError::Retired)
+    }
+}
+
+/// What a CSP process returns: a value, or the channel error that ended it.
+///
+/// A process ending with `Err(ChannelError::Poisoned)` poisons the channel ends it still holds; one
+/// ending with `Ok(..)` or `Err(ChannelError::Retired)` retires them.
+///
+/// ```
+/// use cspnet_core::{ChannelError, Outcome};
+///
+/// fn body() -> Outcome<u32> {
+///     Err(ChannelError::Retired)
+/// }
+/// assert_eq!(body(), Err(ChannelError::Retired));
+/// ```
+pub type Outcome<T> = Result<T, ChannelError>;
+
+/// Why one CSP process failed (as opposed to ending by poison or retirement, which are normal).
+///
+/// ```
+/// use cspnet_core::{Cause, Failure};
+///
+/// let f = Failure::new("producer", Cause::Panicked("boom".into()));
+/// assert_eq!(f.process(), "producer");
+/// assert_eq!(f.to_string(), "process 'producer' panicked: boom");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    process: String,
+    cause: Cause,
+}
+
+impl Failure {
+    /// A failure of the process named `process`.
+    ///
+    /// ```
+    /// let f = cspnet_core::Failure::new("p", cspnet_core::Cause::Panicked("x".into()));
+    /// assert_eq!(f.process(), "p");
+    /// ```
+    pub fn new(process: impl Into<String>, cause: Cause) -> Self {
+        Failure {
+            process: process.into(),
+            cause,
+        }
+    }
+
+    /// The name of the process that failed.
+    ///
+    /// ```
+    /// let f = cspnet_core::Failure::new("sink", cspnet_core::Cause::Panicked("x".into()));
+    /// assert_eq!(f.process(), "sink");
+    /// ```
+    pub fn process(&self) -> &str {
+        &self.process
+    }
+
+    /// Why it failed.
+    ///
+    /// ```
+    /// use cspnet_core::{Cause, Failure};
+    /// let f = Failure::new("p", Cause::Panicked("boom".into()));
+    /// assert_eq!(f.cause(), &Cause::Panicked("boom".into()));
+    /// ```
+    pub fn cause(&self) -> &Cause {
+        &self.cause
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "process '{}' {}", self.process, self.cause)
+    }
+}
+
+/// The cause of a [`Failure`].
+///
+/// ```
+/// let c = cspnet_core::Cause::Panicked("index out of bounds".into());
+/// assert_eq!(c.to_string(), "panicked: index out of bounds");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The process body panicked; the panic's message.
+    Panicked(String),
+    /// The process could not be started (the operating system refused a thread, a fork, ...).
+    CouldNotStart(String),
+    /// The process ended abnormally outside the body's control (an OS process killed by a signal or
+    /// exiting early); the description says how.
+    Crashed(String),
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Panicked(m) => write!(f, "panicked: {m}"),
+            Cause::CouldNotStart(m) => write!(f, "could not be started: {m}"),
+            Cause::Crashed(m) => write!(f, "crashed: {m}"),
+        }
+    }
+}
+
+/// One or more processes of a `parallel`, `sequence` or `spawn` failed.
+///
+/// It is reported only after every other process of the group has finished (a failing process
+/// poisons its channels, so the rest of a connected network shuts down rather than hangs).
+///
+/// ```
+/// use cspnet_core::{Cause, Failure, ProcessError};
+///
+/// let e = ProcessError::new(vec![Failure::new("worker-3", Cause::Panicked("bad input".into()))]);
+/// assert_eq!(e.failures().len(), 1);
+/// assert_eq!(e.to_string(), "process 'worker-3' panicked: bad input");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessError {
+    failures: Vec<Failure>,
+}
+
+impl ProcessError {
+    /// An error listing `failures` (in the order the processes were given).
+    ///
+    /// # Panics
+    ///
+    /// If `failures` is empty: an error must name at least one process.
+    ///
+    /// ```
+    /// use cspnet_core::{Cause, Failure, ProcessError};
+    /// let e = ProcessError::new(vec![Failure::new("a", Cause::Panicked("x".into()))]);
+    /// assert_eq!(e.first().process(), "a");
+    /// ```
+    pub fn new(failures: Vec<Failure>) -> Self {
+        assert!(
+            !failures.is_empty(),
+            "a ProcessError names at least one failure"
+        );
+        ProcessError { failures }
+    }
+
+    /// Every failed process, in the order the processes were given.
+    ///
+    /// ```
+    /// use cspnet_core::{Cause, Failure, ProcessError};
+    /// let e = ProcessError::new(vec![
+    ///     Failure::new("a", Cause::Panicked("x".into())),
+    ///     Failure::new("b", Cause::Panicked("y".into())),
+    /// ]);
+    /// assert_eq!(e.failures()[1].process(), "b");
+    /// ```
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
+    /// The first failed process.
+    ///
+    /// ```
+    /// use cspnet_core::{Cause, Failure, ProcessError};
+    /// let e = ProcessError::new(vec![Failure::new("a", Cause::Panicked("x".into()))]);
+    /// assert_eq!(e.first().process(), "a");
+    /// ```
+    pub fn first(&self) -> &Failure {
+        &self.failures[0]
+    }
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, failure) in self.failures.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{failure}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProcessError {}
+
+/// The message of a caught panic payload (`&str` or `String` payloads; anything else is described).
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+/// assert_eq!(cspnet_core::panic_message(payload.as_ref()), "boom 7");
+/// ```
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}

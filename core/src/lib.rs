@@ -1,0 +1,26 @@
+//! What every cspnet backend shares: errors, deadlines, the guard vocabulary, the life of a process,
+//! and the conformance suite that defines "behaves the same".
+//!
+//! Users do not depend on this crate directly: the `cspnet` facade and each backend re-export what
+//! they need from it.
+//!
+//! ```
+//! use cspnet_core::{ChannelError, Deadline};
+//! assert!(ChannelError::Poisoned.is_poisoned());
+//! assert_eq!(Deadline::Now.earliest(Deadline::Never), Deadline::Now);
+//! ```
+#![warn(missing_docs)]
+
+mod deadline;
+mod error;
+mod guard;
+mod process;
+pub mod suite;
+
+pub use deadline::Deadline;
+pub use error::{Cause, ChannelError, Failure, Outcome, ProcessError, panic_message};
+pub use guard::{Fallback, Policy};
+pub use process::{
+    ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,
+    end_dropped, flush_dropped_ends, run_body,
+};

@@ -1,0 +1,3 @@
+//! cspnet: Communicating Sequential Processes for Rust.
+#![warn(missing_docs)]
+pub use cspnet_core as core;
