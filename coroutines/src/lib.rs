@@ -1,0 +1,1 @@
+//! cspnet-coroutines: work in progress.

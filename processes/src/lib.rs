@@ -1,0 +1,1 @@
+//! cspnet-processes: work in progress.
