@@ -1,3 +1,157 @@
-//! cspnet: Communicating Sequential Processes for Rust.
+//! Communicating Sequential Processes for Rust: one channel/process API, three implementations.
+//!
+//! A CSP program is a network of *processes* that share nothing and talk only over *channels*.
+//! cspnet gives Rust the API of [PyCSP] with its three interchangeable implementations, chosen by
+//! which module you import:
+//!
+//! ```
+//! use cspnet::threads as csp;       // every CSP process is an OS thread
+//! // use cspnet::processes as csp;  // every CSP process is an OS process; channels in shared memory
+//! // use cspnet::coroutines as csp; // every CSP process is a stackful coroutine
+//! ```
+//!
+//! A program written against one compiles and behaves the same against the others: changing that
+//! line is the whole switch. Each module is a cargo feature of this crate.
+//!
+//! [PyCSP]: https://github.com/runefriborg/pycsp
+//!
+//! # Channels and processes
+//!
+//! A channel is any-to-any: any number of processes hold its [reader] and [writer] ends. Unbuffered,
+//! a write completes only when a reader has taken the value (a rendezvous). A process is a closure
+//! returning [`Outcome<T>`]; [`parallel`] runs processes concurrently and gives back their results.
+//!
+//! [reader]: threads::Reader
+//! [writer]: threads::Writer
+//! [`parallel`]: threads::parallel
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let ch = csp::Channel::<String>::new();
+//! let (w, r) = (ch.writer(), ch.reader());
+//! let out = csp::parallel([
+//!     csp::process(move || {
+//!         w.write("hello".to_string())?;
+//!         w.write("world".to_string())?;
+//!         Ok(String::new())
+//!     }),
+//!     csp::process(move || Ok(format!("{} {}", r.read()?, r.read()?))),
+//! ])
+//! .unwrap();
+//! assert_eq!(out[1].as_deref(), Ok("hello world"));
+//! ```
+//!
+//! # Retire: a stream ends when its writers leave
+//!
+//! Dropping an end (or calling `retire()`) leaves the channel. When the last writer has left, readers
+//! get what is still buffered and then [`ChannelError::Retired`]; iterating over a reader simply
+//! ends. No message is lost.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let ch = csp::Channel::<u32>::with_buffer(4);
+//! let (w, r) = (ch.writer(), ch.reader());
+//! let out = csp::parallel([
+//!     csp::process(move || { for i in 1..=4 { w.write(i)?; } Ok(0) }), // w leaves at the end
+//!     csp::process(move || { let mut sum = 0; for v in r { sum += v?; } Ok(sum) }),
+//! ])
+//! .unwrap();
+//! assert_eq!(out[1], Ok(10));
+//! ```
+//!
+//! # Poison: one call brings a whole network down
+//!
+//! Poisoning a channel makes every pending and later operation on it fail with
+//! [`ChannelError::Poisoned`]. A process that passes the error on with `?` ends with it, and then
+//! poisons every channel end it still holds, so the poison spreads through the network.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//! use cspnet::ChannelError;
+//!
+//! let (a, b) = (csp::Channel::<u64>::new(), csp::Channel::<u64>::new());
+//! let (aw, ar, bw, br) = (a.writer(), a.reader(), b.writer(), b.reader());
+//! let out = csp::parallel([
+//!     csp::process(move || { let mut i = 0; loop { aw.write(i)?; i += 1; } }), // counts forever
+//!     csp::process(move || loop { bw.write(ar.read()? * 2)?; }),             // doubles forever
+//!     csp::process(move || {
+//!         let first = br.read()? + br.read()? + br.read()?;
+//!         br.poison(); // enough: shut the network down
+//!         Ok(first)
+//!     }),
+//! ])
+//! .unwrap();
+//! assert_eq!(out, vec![Err(ChannelError::Poisoned), Err(ChannelError::Poisoned), Ok(0 + 2 + 4)]);
+//! ```
+//!
+//! # Alternation: wait for whichever is ready first
+//!
+//! An [`Alternation`](threads::Alternation) commits exactly one ready guard and runs its action.
+//! Input and output guards mix freely; `skip` makes it non-blocking and `timeout` bounds the wait.
+//! `select` takes any ready guard, `pri_select` the first in order, `fair_select` rotates.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//! use std::time::Duration;
+//!
+//! let (jobs, stop) = (csp::Channel::<u32>::with_buffer(1), csp::Channel::<()>::new());
+//! let (jw, jr, sr) = (jobs.writer(), jobs.reader(), stop.reader());
+//! # let _sw = stop.writer();
+//! jw.write(7).unwrap();
+//! let what = csp::Alternation::new()
+//!     .input(&sr, |()| "stop".to_string())
+//!     .input(&jr, |job| format!("job {job}"))
+//!     .timeout(Duration::from_millis(100), || "idle".to_string())
+//!     .pri_select()
+//!     .unwrap();
+//! assert_eq!(what, "job 7");
+//! ```
+//!
+//! # Failures are never lost
+//!
+//! A panicking process poisons its channels (so the rest shuts down instead of hanging), and
+//! `parallel` reports it by name once the others have finished.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let err = csp::parallel([
+//!     csp::process(|| -> cspnet::Outcome<()> { panic!("out of cheese") }).named("wizard"),
+//! ])
+//! .unwrap_err();
+//! assert_eq!(err.to_string(), "process 'wizard' panicked: out of cheese");
+//! ```
+//!
+//! # Choosing the backend at run time
+//!
+//! [`with_backend!`] compiles a block once per backend and runs the one named at run time; every
+//! example program uses it for its `--backend` flag.
+//!
+//! | backend | a process is | payloads need | good for |
+//! | --- | --- | --- | --- |
+//! | `threads` | an OS thread | `Send + 'static` | thousands of processes; any blocking call |
+//! | `processes` | an OS process (fork, or re-exec) | `Serialize + DeserializeOwned` | every core for CPU-bound work; isolation |
+//! | `coroutines` | a stackful coroutine | `Send + 'static` | up to millions of processes; cheapest switch |
 #![warn(missing_docs)]
-pub use cspnet_core as core;
+
+mod backend;
+
+pub use backend::{Backend, BackendError};
+pub use cspnet_core::{Cause, ChannelError, Failure, Outcome, ProcessError, ProcessId};
+
+/// Every CSP process is an OS thread; channels on crossbeam-channel.
+#[cfg(feature = "threads")]
+#[doc(inline)]
+pub use cspnet_threads as threads;
+
+/// Every CSP process is an OS process; channels and payloads live in shared memory.
+#[cfg(feature = "processes")]
+#[doc(inline)]
+pub use cspnet_processes as processes;
+
+/// Every CSP process is a stackful coroutine on `may`; `io(..)` moves blocking calls off the workers.
+#[cfg(feature = "coroutines")]
+#[doc(inline)]
+pub use cspnet_coroutines as coroutines;

@@ -1,14 +1,15 @@
 //! Alternation over input and output guards, on crossbeam's `Select`, which commits exactly one.
 //!
-//! Each round offers every live guard's operation plus one wake operation per open channel, so that
-//! poison or retirement of any channel interrupts the wait. A retired input channel that still
-//! buffers values stays a live guard until drained; it is only ever tried, never waited on, since
-//! nothing can arrive on it any more.
+//! Each guard borrows its channel's endpoint when it is added. Poison or retirement drops the
+//! channel's own endpoints, so a waiting guard's operation becomes ready with a disconnection: the
+//! alternation then looks at why and either fails (poison) or drops that guard (retirement) and
+//! waits on the rest. A retired input channel that still buffers values stays live until drained.
 
 use crate::ThreadSlot;
 use crate::channel::{Control, Reader, Writer};
-use crossbeam_channel::{Select, SelectedOperation};
+use crossbeam_channel::{Receiver, Select, SelectedOperation, Sender};
 use cspnet_core::{ChannelError, Deadline, Fallback, Policy, flush_dropped_ends};
+use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 use std::time::Duration;
@@ -16,57 +17,62 @@ use std::time::Duration;
 /// One channel guard with its action, type-erased over the payload type.
 trait Guard<'a, R> {
     fn control(&self) -> &'a Control;
-    /// Whether a retired channel can still complete this guard (an input with buffered values).
-    fn drainable(&self) -> bool;
-    fn register(&self, sel: &mut Select<'a>) -> usize;
-    fn complete(self: Box<Self>, op: SelectedOperation<'_>) -> Result<R, ChannelError>;
+    /// Whether the guard can still complete: its endpoint was lent, and it has not seen the
+    /// channel end.
+    fn is_live(&self) -> bool;
+    fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize;
+    /// Completes the selected operation: `Ok(Some(result))` when it committed, `Ok(None)` when it
+    /// found the channel ended (the guard is dead from now on).
+    fn complete(&self, op: SelectedOperation<'_>) -> Option<R>;
 }
 
 struct Input<'a, T, F> {
-    reader: &'a Reader<T>,
-    action: F,
+    control: &'a Control,
+    rx: Option<Receiver<T>>,
+    action: Cell<Option<F>>,
 }
 
 impl<'a, T, R, F: FnOnce(T) -> R> Guard<'a, R> for Input<'a, T, F> {
     fn control(&self) -> &'a Control {
-        self.reader.control()
+        self.control
     }
-    fn drainable(&self) -> bool {
-        !self.reader.rx.is_empty()
+    fn is_live(&self) -> bool {
+        self.rx.is_some()
     }
-    fn register(&self, sel: &mut Select<'a>) -> usize {
-        let reader: &'a Reader<T> = self.reader;
-        sel.recv(&reader.rx)
+    fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
+        sel.recv(self.rx.as_ref().expect("only live guards are registered"))
     }
-    fn complete(self: Box<Self>, op: SelectedOperation<'_>) -> Result<R, ChannelError> {
-        let value = op
-            .recv(&self.reader.rx)
-            .map_err(|_| ChannelError::Retired)?;
-        Ok((self.action)(value))
+    fn complete(&self, op: SelectedOperation<'_>) -> Option<R> {
+        let rx = self.rx.as_ref().expect("only live guards are registered");
+        let value = op.recv(rx).ok()?;
+        let action = self.action.take().expect("a guard commits once");
+        Some(action(value))
     }
 }
 
 struct Output<'a, T, F> {
-    writer: &'a Writer<T>,
-    value: T,
-    action: F,
+    control: &'a Control,
+    tx: Option<Sender<T>>,
+    value: Cell<Option<T>>,
+    action: Cell<Option<F>>,
 }
 
 impl<'a, T, R, F: FnOnce() -> R> Guard<'a, R> for Output<'a, T, F> {
     fn control(&self) -> &'a Control {
-        self.writer.control()
+        self.control
     }
-    fn drainable(&self) -> bool {
-        false
+    fn is_live(&self) -> bool {
+        self.tx.is_some()
     }
-    fn register(&self, sel: &mut Select<'a>) -> usize {
-        let writer: &'a Writer<T> = self.writer;
-        sel.send(&writer.tx)
+    fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
+        sel.send(self.tx.as_ref().expect("only live guards are registered"))
     }
-    fn complete(self: Box<Self>, op: SelectedOperation<'_>) -> Result<R, ChannelError> {
-        op.send(&self.writer.tx, self.value)
-            .map_err(|_| ChannelError::Retired)?;
-        Ok((self.action)())
+    fn complete(&self, op: SelectedOperation<'_>) -> Option<R> {
+        let tx = self.tx.as_ref().expect("only live guards are registered");
+        let value = self.value.take().expect("a value is offered once");
+        op.send(tx, value).ok()?;
+        let action = self.action.take().expect("a guard commits once");
+        Some(action())
     }
 }
 
@@ -138,7 +144,11 @@ impl<'a, R> Alternation<'a, R> {
     /// assert_eq!(doubled, Ok(4));
     /// ```
     pub fn input<T: 'a>(mut self, reader: &'a Reader<T>, action: impl FnOnce(T) -> R + 'a) -> Self {
-        self.guards.push(Box::new(Input { reader, action }));
+        self.guards.push(Box::new(Input {
+            control: reader.control(),
+            rx: reader.ends.receiver(),
+            action: Cell::new(Some(action)),
+        }));
         self
     }
 
@@ -159,9 +169,10 @@ impl<'a, R> Alternation<'a, R> {
         action: impl FnOnce() -> R + 'a,
     ) -> Self {
         self.guards.push(Box::new(Output {
-            writer,
-            value,
-            action,
+            control: writer.control(),
+            tx: writer.ends.sender(),
+            value: Cell::new(Some(value)),
+            action: Cell::new(Some(action)),
         }));
         self
     }
@@ -252,27 +263,18 @@ impl<'a, R> Alternation<'a, R> {
         flush_dropped_ends::<ThreadSlot>();
         let n = self.guards.len();
         let order = policy.order::<ThreadSlot>(n);
+        // Guards that found their channel ended; an ended output or drained input never revives.
+        let mut dead: Vec<bool> = self.guards.iter().map(|g| !g.is_live()).collect();
         loop {
             let mut live = Vec::with_capacity(n);
-            let mut draining = false;
             for &i in &order {
-                let guard = &self.guards[i];
-                match guard.control().check() {
-                    Ok(()) => live.push(i),
-                    Err(ChannelError::Retired) if guard.drainable() => {
-                        live.push(i);
-                        draining = true;
-                    }
-                    Err(ChannelError::Retired) => {}
-                    Err(e) => return Err(e),
+                match self.guards[i].control().check() {
+                    Err(ChannelError::Poisoned) => return Err(ChannelError::Poisoned),
+                    _ if dead[i] => {}
+                    _ => live.push(i),
                 }
             }
-            // A draining guard is only tried: nothing new can arrive on a retired channel.
-            let deadline = if draining {
-                Deadline::Now
-            } else {
-                self.fallback.deadline()
-            };
+            let deadline = self.fallback.deadline();
             if live.is_empty() {
                 // Every channel guard is retired, or there were none and nothing could ever fire.
                 if n > 0 || deadline == Deadline::Never {
@@ -284,51 +286,41 @@ impl<'a, R> Alternation<'a, R> {
                 return Ok(self.fire_fallback());
             }
 
-            let mut sel = if policy.is_biased() {
-                Select::new_biased()
-            } else {
-                Select::new()
-            };
-            let mut ops: Vec<Op<'a>> = Vec::with_capacity(2 * live.len());
-            for &i in &live {
-                let k = self.guards[i].register(&mut sel);
-                debug_assert_eq!(k, ops.len());
-                ops.push(Op::Guard(i));
-            }
-            // One wake operation per open channel: poison or retirement interrupts the wait.
-            for &i in &live {
-                let control = self.guards[i].control();
-                let listed = ops
-                    .iter()
-                    .any(|op| matches!(op, Op::Wake(c) if std::ptr::eq(*c, control)));
-                if control.check().is_ok() && !listed {
-                    sel.recv(&control.wake_rx);
-                    ops.push(Op::Wake(control));
-                }
-            }
-
-            let selected = match deadline {
-                Deadline::Now => sel.try_select().ok(),
-                Deadline::At(at) => sel.select_deadline(at).ok(),
-                Deadline::Never => Some(sel.select()),
-            };
-            let Some(op) = selected else {
-                if draining {
-                    continue; // the drained guards are dead now; look again
-                }
-                return Ok(self.fire_fallback());
-            };
-            match ops[op.index()] {
-                Op::Guard(i) => {
+            match self.select_once(policy, &live, deadline) {
+                None => return Ok(self.fire_fallback()),
+                Some((i, Some(result))) => {
                     policy.chose::<ThreadSlot>(n, i);
-                    return self.guards.swap_remove(i).complete(op);
+                    return Ok(result);
                 }
-                // A channel ended: complete the wake operation and classify the guards again.
-                Op::Wake(control) => {
-                    let _ = op.recv(&control.wake_rx);
-                }
+                // The channel ended under the guard: look at why on the next round.
+                Some((i, None)) => dead[i] = true,
             }
         }
+    }
+
+    /// One wait for the `live` guards (in offer order): `None` when the deadline passed, or the
+    /// guard selected and what completing it gave.
+    fn select_once(
+        &self,
+        policy: Policy,
+        live: &[usize],
+        deadline: Deadline,
+    ) -> Option<(usize, Option<R>)> {
+        let mut sel = if policy.is_biased() {
+            Select::new_biased()
+        } else {
+            Select::new()
+        };
+        for &i in live {
+            self.guards[i].register(&mut sel);
+        }
+        let op = match deadline {
+            Deadline::Now => sel.try_select().ok()?,
+            Deadline::At(at) => sel.select_deadline(at).ok()?,
+            Deadline::Never => sel.select(),
+        };
+        let i = live[op.index()];
+        Some((i, self.guards[i].complete(op)))
     }
 
     fn fire_fallback(&mut self) -> R {
@@ -338,10 +330,4 @@ impl<'a, R> Alternation<'a, R> {
             .expect("a fallback with a deadline has an action");
         action()
     }
-}
-
-/// What an operation registered with the selector stands for.
-enum Op<'a> {
-    Guard(usize),
-    Wake(&'a Control),
 }
