@@ -856,6 +856,143 @@ macro_rules! conformance_suite {
             }
         }
 
+        /// PyCSP 0.7.1's measured failures (SPEC.md), each a test every backend passes.
+        mod pycsp_regressions {
+            use super::csp;
+            use std::time::{Duration, Instant};
+            use $crate::ChannelError;
+
+            /// PyCSP's processes implementation lost the last value of a retire race in 5 of 50
+            /// runs: a read that had already matched checked for retirement and threw it away.
+            #[test]
+            fn the_last_values_before_a_retirement_are_never_lost() {
+                for round in 0..50u32 {
+                    let c = csp::Channel::<u32>::with_buffer((round % 3) as usize);
+                    let (w, r) = (c.writer(), c.reader());
+                    let out = csp::parallel([
+                        csp::process(move || {
+                            for i in 0..10 {
+                                w.write(round * 100 + i)?;
+                            }
+                            Ok(Vec::new()) // `w` leaves as the process ends: the channel retires
+                        }),
+                        csp::process(move || r.iter().collect::<Result<Vec<u32>, _>>()),
+                    ])
+                    .unwrap();
+                    let expected: Vec<u32> = (0..10).map(|i| round * 100 + i).collect();
+                    assert_eq!(out[1], Ok(expected), "round {round} lost a value");
+                }
+            }
+
+            /// PyCSP's sieve hit a recursion limit and hung at about 90 processes. Each stage
+            /// here starts the next itself, so the network grows while it runs.
+            #[test]
+            fn a_sieve_of_more_than_ninety_processes() {
+                fn stage(input: csp::Reader<u64>, primes: csp::Writer<u64>) -> csp::Process<u64> {
+                    csp::process(move || {
+                        let p = match input.read() {
+                            Ok(p) => p,
+                            Err(ChannelError::Retired) => return Ok(0),
+                            Err(e) => return Err(e),
+                        };
+                        primes.write(p)?;
+                        let next = csp::Channel::<u64>::new();
+                        let rest = csp::spawn([stage(next.reader(), primes.clone())]);
+                        drop(primes);
+                        let out = next.writer();
+                        for v in &input {
+                            let v = v?;
+                            if v % p != 0 {
+                                out.write(v)?;
+                            }
+                        }
+                        drop(out);
+                        let depth = rest.join().expect("a later stage failed")[0]?;
+                        Ok(depth + 1)
+                    })
+                }
+                const LIMIT: u64 = 600; // 109 primes: 109 filter processes
+                let numbers = csp::Channel::<u64>::new();
+                let primes = csp::Channel::<u64>::new();
+                let (nw, pr) = (numbers.writer(), primes.reader());
+                let out = csp::parallel([
+                    csp::process(move || {
+                        for n in 2..=LIMIT {
+                            nw.write(n)?;
+                        }
+                        Ok(0)
+                    }),
+                    stage(numbers.reader(), primes.writer()),
+                    csp::process(move || {
+                        let mut found = Vec::new();
+                        for p in pr {
+                            found.push(p?);
+                        }
+                        Ok(found.len() as u64 * 10_000 + found.last().copied().unwrap_or(0))
+                    }),
+                ])
+                .unwrap();
+                let expected: Vec<u64> = (2..=LIMIT)
+                    .filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+                    .collect();
+                assert_eq!(expected.len(), 109);
+                assert_eq!(out[1], Ok(109), "one filter process per prime");
+                assert_eq!(out[2], Ok(109 * 10_000 + 599));
+            }
+
+            #[test]
+            fn an_alternation_with_nothing_that_could_fire_fails_with_retired() {
+                assert_eq!(
+                    csp::Alternation::<u32>::new().select(),
+                    Err(ChannelError::Retired)
+                );
+                assert_eq!(
+                    csp::Alternation::<u32>::new().pri_select(),
+                    Err(ChannelError::Retired)
+                );
+            }
+
+            #[test]
+            fn a_timeout_alone_waits_then_fires() {
+                let start = Instant::now();
+                let d = Duration::from_millis(30);
+                assert_eq!(csp::Alternation::new().timeout(d, || 5u32).select(), Ok(5));
+                assert!(start.elapsed() >= d, "fired after {:?}", start.elapsed());
+            }
+
+            #[test]
+            fn poison_wakes_a_writer_waiting_on_a_full_buffer() {
+                let c = csp::Channel::<u32>::with_buffer(2);
+                let (r, w, probe) = (c.reader(), c.writer(), c.writer());
+                let out = csp::parallel([
+                    csp::process(move || {
+                        let mut n = 0;
+                        loop {
+                            match w.write(n) {
+                                Ok(()) => n += 1,
+                                Err(e) => return Ok(e.is_poisoned() as u32),
+                            }
+                        }
+                    }),
+                    csp::process(move || {
+                        // Once an offer of one more value is refused, the buffer is full and the
+                        // writer waits (or is about to): poison it then.
+                        while csp::Alternation::new()
+                            .output(&probe, 99, || true)
+                            .skip(|| false)
+                            .select()?
+                        {
+                            csp::io(std::thread::yield_now);
+                        }
+                        r.poison();
+                        Ok(1)
+                    }),
+                ])
+                .unwrap();
+                assert_eq!(out, vec![Ok(1), Ok(1)]);
+            }
+        }
+
         /// Processes: parallel, sequence, spawn, panics, ids, io.
         mod processes {
             use super::csp;
