@@ -1,1 +1,155 @@
-//! cspnet-coroutines: work in progress.
+//! cspnet on may coroutines: every CSP process is a stackful coroutine, so a network can have a
+//! million processes, and a channel hand-off costs about as much as a coroutine switch.
+//!
+//! The API is the threads backend's, name for name (use it through the facade,
+//! `use cspnet::coroutines as csp;`, so switching backend is a one-line change):
+//!
+//! ```
+//! use cspnet_coroutines::{Channel, parallel, process};
+//!
+//! let numbers = Channel::<u64>::new();
+//! let squares = Channel::<u64>::new();
+//! let (nw, nr, sw, sr) = (numbers.writer(), numbers.reader(), squares.writer(), squares.reader());
+//! let out = parallel([
+//!     process(move || { for i in 1..=4 { nw.write(i)?; } Ok(0) }),
+//!     process(move || { for n in nr { let n = n?; sw.write(n * n)?; } Ok(0) }),
+//!     process(move || { let mut sum = 0; for s in sr { sum += s?; } Ok(sum) }),
+//! ])
+//! .unwrap();
+//! assert_eq!(out[2], Ok(1 + 4 + 9 + 16));
+//! ```
+//!
+//! Channel operations, alternations and `parallel`/`spawn`/`join` also work from a plain OS
+//! thread such as `main` (it blocks; a coroutine parks instead), so a network can be driven from
+//! outside:
+//!
+//! ```
+//! use cspnet_coroutines::{Channel, process, spawn};
+//!
+//! let ch = Channel::<String>::new();
+//! let w = ch.writer();
+//! let handle = spawn([process(move || w.write("from a coroutine".to_string()))]);
+//! assert_eq!(ch.reader().read().unwrap(), "from a coroutine");
+//! handle.join().unwrap();
+//! ```
+//!
+//! # How it works
+//!
+//! - **Processes** are may coroutines, run by a fixed set of worker threads; `parallel` and `join`
+//!   park the calling coroutine (or block the calling thread) until the processes have ended.
+//! - **Channels** hand values over directly: a party that has to wait parks its coroutine (never
+//!   its worker thread) with a small record on its own stack; the counterpart that arrives moves
+//!   the value into or out of that record and makes the coroutine runnable again, as Go's runtime
+//!   does. No zero-capacity channel of may is involved (it has none); see `channel.rs`.
+//! - **Alternation** registers one waiter record on every guard's channel; whoever completes it
+//!   first wins it with a single compare-and-swap, so exactly one guard commits. It does not use
+//!   may's `select!`/`cqueue`, which can lose a value one branch already received (may #102).
+//! - **Poison and retirement** claim every waiter of the channel at once and unpark it: no polling,
+//!   no timeouts.
+//!
+//! # Rules for code running in a process (how the safe API upholds may's `unsafe` spawn)
+//!
+//! may's `spawn` is `unsafe` because a coroutine can move between worker threads at every point
+//! where it waits, and because its stack has a fixed size. `parallel`, `spawn` and `sequence` are
+//! safe functions; this is how the contract is kept.
+//!
+//! What this crate guarantees:
+//! - none of its own state lives in a thread-local across a wait: the running process's context is
+//!   in may's coroutine-local storage (a thread-local only for plain threads, which never move);
+//! - it never waits while holding a lock, so no lock guard of ours crosses a wait;
+//! - every coroutine stack has a guard page below it (see *Stack size* below).
+//!
+//! What the code in a process must not do:
+//! - **make a blocking OS call** (file or blocking socket I/O, `std::thread::sleep`, waiting on a
+//!   `std::sync` lock or channel, a long computation without a channel operation) except inside
+//!   [`io`]: it would stall every coroutine on that worker thread. [`io`] runs it on a helper
+//!   thread while the coroutine is parked;
+//! - **hold a `std::sync::MutexGuard` (or any lock guard) across a channel operation,
+//!   alternation, `io`, `parallel` or `join`**: the coroutine may resume on another thread, and
+//!   unlocking a mutex from a thread other than the one that locked it is undefined behaviour;
+//!   another coroutine on the same worker blocking on that lock would deadlock the worker;
+//! - **keep a reference into a `thread_local!` across such an operation** (`LOCAL.with(|v| ..)`
+//!   around a `read()`): after the wait it would point at another thread's value.
+//!
+//! Values that merely are `!Send` do not get past the compiler: process bodies and payloads must be
+//! `Send + 'static`, as on the threads backend.
+//!
+//! # Stack size
+//!
+//! Every process gets a fixed stack (default 64 KiB, [`DEFAULT_STACK_SIZE`]). The stack is
+//! reserved address space: a process touches only the pages it uses (typically two 4 KiB pages),
+//! which is what makes a million processes fit in memory. Deep recursion, large arrays on the
+//! stack, or formatting a panic with `RUST_BACKTRACE=1` need more: raise it with
+//! `CSPNET_STACK_SIZE=256k` or [`configure`]`().stack_size(..)`.
+//!
+//! A process that overflows its stack runs into an inaccessible guard page (may's stacks are
+//! allocated by the `generator` crate with one `PROT_NONE` page below them; Rust's stack probes
+//! make a frame larger than a page touch it too). generator's signal handler prints
+//! `coroutine in thread '..' has overflowed its stack` on standard error and stops that coroutine;
+//! `parallel`/`join` then report the process as crashed with "overflowed its coroutine stack".
+//! Memory is never silently corrupted. Since the coroutine is stopped rather than unwound, the
+//! channel ends it held are neither poisoned nor retired, so processes waiting on them keep
+//! waiting: treat an overflow as a bug to fix by raising the stack size.
+//!
+//! Each process's stack is two memory mappings (the stack and its guard page), and Linux limits a
+//! program to `vm.max_map_count` mappings (65530 by default), so about 32,000 processes can be
+//! alive at once unless that limit is raised (`sysctl vm.max_map_count=4194304` for a million).
+//! When it is reached, the processes that could not start are reported as "could not be
+//! started", and the ones that did start are shut down by poison.
+//!
+//! # Settings
+//!
+//! | setting | environment | code | default |
+//! | --- | --- | --- | --- |
+//! | worker threads | `CSPNET_WORKERS` | [`Config::workers`] | one per CPU |
+//! | stack size (bytes, `k`/`m` suffixes) | `CSPNET_STACK_SIZE` | [`Config::stack_size`] | 64 KiB |
+//! | most `io` helper threads | `CSPNET_IO_THREADS` | [`Config::io_threads`] | 256 |
+//!
+//! [`configure`] must run before the first process starts; later it returns a [`ConfigError`]:
+//!
+//! ```
+//! let s = cspnet_coroutines::configure().workers(2).apply().unwrap();
+//! assert_eq!(s.workers(), 2);
+//! ```
+//!
+//! The settings are may's, which are global: a program that also starts may coroutines directly
+//! should apply them before doing so.
+#![warn(missing_docs)]
+
+mod alternation;
+mod channel;
+mod config;
+mod io;
+mod process;
+
+pub use alternation::Alternation;
+pub use channel::{Channel, IntoIter, Iter, Reader, Writer};
+pub use config::{
+    Config, ConfigError, DEFAULT_IO_THREADS, DEFAULT_STACK_SIZE, Settings, configure, settings,
+};
+pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
+pub use io::io;
+pub use process::{Process, Spawned, current_process_id, parallel, process, sequence, spawn};
+
+use cspnet_core::{ContextSlot, ProcessContext};
+use std::cell::RefCell;
+
+may::coroutine_local!(static CONTEXT: RefCell<Option<ProcessContext>> = RefCell::new(None));
+
+/// Keeps the running process's context in may's coroutine-local storage: a coroutine can move
+/// between worker threads, so a thread-local would be wrong. On a plain thread, may falls back to a
+/// thread-local itself.
+pub(crate) struct CoSlot;
+
+impl ContextSlot for CoSlot {
+    fn with<R>(f: impl FnOnce(&mut ProcessContext) -> R) -> R {
+        CONTEXT.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            f(slot.get_or_insert_with(ProcessContext::outside))
+        })
+    }
+
+    fn swap(ctx: Option<ProcessContext>) -> Option<ProcessContext> {
+        CONTEXT.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), ctx))
+    }
+}
