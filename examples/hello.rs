@@ -13,10 +13,19 @@ struct Args {
     /// threads, processes or coroutines
     #[arg(long, default_value = "threads")]
     backend: Backend,
+    /// Print the backends this build includes, one per line, and exit
+    #[arg(long)]
+    list_backends: bool,
 }
 
 fn main() {
     let args = Args::parse();
+    if args.list_backends {
+        for b in Backend::ALL.into_iter().filter(|b| b.is_available()) {
+            println!("{b}");
+        }
+        return;
+    }
     let out = common::finish(with_backend!(args.backend, csp => {
         let words = csp::Channel::<String>::named("words");
         let (w, r) = (words.writer(), words.reader());

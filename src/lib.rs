@@ -155,3 +155,8 @@ pub use cspnet_processes as processes;
 #[cfg(feature = "coroutines")]
 #[doc(inline)]
 pub use cspnet_coroutines as coroutines;
+
+// The README's examples are compiled as doctests, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

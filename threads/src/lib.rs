@@ -18,6 +18,12 @@
 //! .unwrap();
 //! assert_eq!(out[2], Ok(1 + 4 + 9 + 16));
 //! ```
+//!
+//! Payloads cross threads, so they must be `Send`; a channel of `Rc` does not compile:
+//!
+//! ```compile_fail
+//! let ch = cspnet_threads::Channel::<std::rc::Rc<u32>>::new(); // Rc is not Send
+//! ```
 #![warn(missing_docs)]
 
 mod alternation;
