@@ -1,4 +1,4 @@
-//! The conformance suite: one set of tests, pasted into every backend by [`conformance_suite!`].
+//! The conformance suite: one set of tests, pasted into every backend by [`conformance_suite!`](crate::conformance_suite).
 //!
 //! The suite is the definition of "behaves the same". It runs unchanged on OS processes, so a test
 //! observes outcomes only through channels and process return values, never through shared memory,
