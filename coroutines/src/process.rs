@@ -160,7 +160,16 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
         unsafe {
             may::coroutine::Builder::new()
                 .stack_size(stack / std::mem::size_of::<usize>())
-                .spawn(move || run_body::<CoSlot, T>(ctx, body))
+                .spawn(move || {
+                    let result = run_body::<CoSlot, T>(ctx, body);
+                    // A parked coroutine that is unparked just as it parks is resumed by may
+                    // from inside the park's own bookkeeping (`Park::subscribe`). Were it to
+                    // finish there, may would free its park while that bookkeeping still runs
+                    // and spin forever (`Park::drop` waits for `wait_kernel`). Yielding once
+                    // more makes the coroutine always finish from the run queue instead.
+                    may::coroutine::yield_now();
+                    result
+                })
         }
     }));
     let started = match started {
