@@ -20,7 +20,7 @@ pub(crate) fn pi_hits(seed: u64, n: u64) -> u64 {
     hits
 }
 
-/// Escape-time iterations (scaled to 0..=255) of one row of the Mandelbrot set over
+/// Escape-time shading (0 inside the set, brighter the longer a point takes to escape) of one row of the Mandelbrot set over
 /// [-2.0, 1.0] x [-1.2, 1.2].
 pub(crate) fn mandelbrot_row(row: u32, width: u32, height: u32, max_iter: u32) -> Vec<u8> {
     let ci = -1.2 + 2.4 * row as f64 / height.max(1) as f64;
@@ -34,7 +34,12 @@ pub(crate) fn mandelbrot_row(row: u32, width: u32, height: u32, max_iter: u32) -
                 zr = t;
                 i += 1;
             }
-            (255 * i / max_iter.max(1)) as u8
+            if i >= max_iter {
+                0 // inside the set
+            } else {
+                // A square root spreads the few iterations most points escape after.
+                (255.0 * (i as f64 / max_iter as f64).sqrt()) as u8
+            }
         })
         .collect()
 }
