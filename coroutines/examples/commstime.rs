@@ -38,13 +38,17 @@ macro_rules! cspnet_commstime {
                         aw.write(cr.read()?)?;
                     }
                 }),
-                csp::process(move || loop {
-                    let v = ar.read()?; // Delta
-                    bw.write(v)?;
-                    dw.write(v)?;
+                csp::process(move || {
+                    loop {
+                        let v = ar.read()?; // Delta
+                        bw.write(v)?;
+                        dw.write(v)?;
+                    }
                 }),
-                csp::process(move || loop {
-                    cw.write(br.read()? + 1)?; // Successor
+                csp::process(move || {
+                    loop {
+                        cw.write(br.read()? + 1)?; // Successor
+                    }
                 }),
                 csp::process(move || {
                     let start = Instant::now(); // Consumer
@@ -71,7 +75,7 @@ fn commstime_may(loops: u64) -> Duration {
     let (bw, br) = channel::<u64>();
     let (cw, cr) = channel::<u64>();
     let (dw, dr) = channel::<u64>();
-    // SAFETY (all four): the closures keep no thread-local across a yield and need little stack.
+    // SAFETY: the closure keeps no thread-local across a yield and needs little stack.
     let prefix = unsafe {
         may::coroutine::spawn(move || {
             aw.send(0).ok();
@@ -82,6 +86,7 @@ fn commstime_may(loops: u64) -> Duration {
             }
         })
     };
+    // SAFETY: as for `prefix`.
     let delta = unsafe {
         may::coroutine::spawn(move || {
             while let Ok(v) = ar.recv() {
@@ -91,6 +96,7 @@ fn commstime_may(loops: u64) -> Duration {
             }
         })
     };
+    // SAFETY: as for `prefix`.
     let successor = unsafe {
         may::coroutine::spawn(move || {
             while let Ok(v) = br.recv() {
@@ -100,6 +106,7 @@ fn commstime_may(loops: u64) -> Duration {
             }
         })
     };
+    // SAFETY: as for `prefix`.
     let consumer = unsafe {
         may::coroutine::spawn(move || {
             let start = Instant::now();
@@ -122,7 +129,10 @@ fn main() {
         .map(|s| s.parse().expect("usage: commstime [loops]"))
         .unwrap_or(200_000);
     let s = cspnet_coroutines::settings();
-    println!("commstime, {loops} loops (4 communications each), {} workers", s.workers());
+    println!(
+        "commstime, {loops} loops (4 communications each), {} workers",
+        s.workers()
+    );
     let comms = (loops * 4) as f64;
     let mut best = [f64::MAX; 3];
     for _ in 0..3 {

@@ -24,7 +24,8 @@ macro_rules! cspnet_ring {
         fn $name(processes: usize, hops: u64) -> (Duration, Duration) {
             use $csp as csp;
             let setup = Instant::now();
-            let chans: Vec<csp::Channel<u64>> = (0..processes).map(|_| csp::Channel::new()).collect();
+            let chans: Vec<csp::Channel<u64>> =
+                (0..processes).map(|_| csp::Channel::new()).collect();
             let mut procs = Vec::with_capacity(processes);
             for i in 0..processes {
                 let r = chans[i].reader();
@@ -70,7 +71,8 @@ cspnet_ring!(ring_threads, cspnet_threads);
 fn ring_may(processes: usize, hops: u64) -> (Duration, Duration) {
     use may::sync::mpsc;
     let setup = Instant::now();
-    let (mut txs, mut rxs): (Vec<_>, Vec<_>) = (0..processes).map(|_| mpsc::channel::<u64>()).unzip();
+    let (mut txs, mut rxs): (Vec<_>, Vec<_>) =
+        (0..processes).map(|_| mpsc::channel::<u64>()).unzip();
     txs.rotate_left(1); // process i reads link i and writes link i + 1
     let mut handles = Vec::with_capacity(processes);
     for (i, (rx, tx)) in rxs.drain(..).zip(txs.drain(..)).enumerate() {
@@ -121,7 +123,9 @@ fn report(what: &str, hops: u64, reps: u32, ring: impl Fn() -> (Duration, Durati
         let cpu = cpu_time().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
         let ns = token.as_nanos() as f64 / hops as f64;
         best = best.min(ns);
-        let cpu_ns = cpu.map_or("?".to_string(), |c| format!("{:.0}", c.as_nanos() as f64 / hops as f64));
+        let cpu_ns = cpu.map_or("?".to_string(), |c| {
+            format!("{:.0}", c.as_nanos() as f64 / hops as f64)
+        });
         println!(
             "{what:<18} {ns:>8.1} ns/hop  (cpu {cpu_ns} ns/hop incl. setup; token {:.3} s, with setup and shutdown {:.3} s)",
             token.as_secs_f64(),
@@ -137,7 +141,10 @@ fn main() {
     let processes: usize = args.first().and_then(|s| s.parse().ok()).expect(usage);
     let hops: u64 = args.get(1).and_then(|s| s.parse().ok()).expect(usage);
     let which = args.get(2).map(String::as_str).unwrap_or("all");
-    let reps: u32 = std::env::var("RING_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let reps: u32 = std::env::var("RING_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     assert!(processes >= 2, "{usage}");
     // Apply the settings (from CSPNET_* or defaults) before anything starts may's scheduler.
     let s = cspnet_coroutines::settings();
@@ -150,14 +157,20 @@ fn main() {
     let mut raw = None;
     let mut threads = None;
     if matches!(which, "may" | "all") {
-        raw = Some(report("raw may mpsc", hops, reps, || ring_may(processes, hops)));
+        raw = Some(report("raw may mpsc", hops, reps, || {
+            ring_may(processes, hops)
+        }));
     }
     if matches!(which, "coroutines" | "all") {
-        ours = Some(report("cspnet-coroutines", hops, reps, || ring_coroutines(processes, hops)));
+        ours = Some(report("cspnet-coroutines", hops, reps, || {
+            ring_coroutines(processes, hops)
+        }));
     }
     if matches!(which, "threads" | "all") {
         if processes <= 10_000 {
-            threads = Some(report("cspnet-threads", hops, reps, || ring_threads(processes, hops)));
+            threads = Some(report("cspnet-threads", hops, reps, || {
+                ring_threads(processes, hops)
+            }));
         } else {
             println!("cspnet-threads     skipped (one OS thread per process; at most 10,000)");
         }

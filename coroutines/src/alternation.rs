@@ -324,13 +324,12 @@ impl<'a, R> Alternation<'a, R> {
                 let guard = &self.guards[i];
                 match guard.control().check() {
                     Ok(()) => live.push(i),
-                    // SAFETY: `locks[lock_of[i]]` is this guard's channel's lock.
-                    Err(ChannelError::Retired)
-                        if unsafe { guard.drainable(&mut locks[lock_of[i]]) } =>
-                    {
-                        live.push(i)
+                    Err(ChannelError::Retired) => {
+                        // SAFETY: `locks[lock_of[i]]` is this guard's channel's lock.
+                        if unsafe { guard.drainable(&mut locks[lock_of[i]]) } {
+                            live.push(i);
+                        }
                     }
-                    Err(ChannelError::Retired) => {}
                     Err(e) => return Err(e),
                 }
             }

@@ -5,8 +5,16 @@ use std::sync::OnceLock;
 
 /// Default coroutine stack: 64 KiB of address space, of which a process touches only the pages it
 /// uses (two 4 KiB pages for a typical CSP process).
+///
+/// ```
+/// assert_eq!(cspnet_coroutines::DEFAULT_STACK_SIZE, 64 * 1024);
+/// ```
 pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 /// Default bound on io() helper threads.
+///
+/// ```
+/// assert!(cspnet_coroutines::DEFAULT_IO_THREADS >= 100);
+/// ```
 pub const DEFAULT_IO_THREADS: usize = 256;
 /// The smallest stack accepted: one page (may cannot use less).
 const MIN_STACK_SIZE: usize = 4096;

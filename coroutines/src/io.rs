@@ -100,8 +100,12 @@ struct Done {
 ///
 /// Called from a process (a coroutine), `f` runs on a helper thread while the calling coroutine
 /// is parked, so the other coroutines keep running; the result (or `f`'s panic) comes back to the
-/// caller. Called from a plain thread (such as `main`), it just calls `f`. Helper threads are
-/// reused and bounded; see the [module docs](self) for the pool's policy.
+/// caller. Called from a plain thread (such as `main`), it just calls `f`.
+///
+/// Helper threads are reused, not started per call: the pool grows by one thread when a call
+/// arrives and no helper is idle, up to [`Settings::io_threads`](crate::Settings::io_threads)
+/// (default 256, `CSPNET_IO_THREADS`), beyond which calls queue; a helper idle for 5 seconds
+/// exits.
 ///
 /// `f` runs as if the coroutine had moved to the helper thread for the call: the rules for
 /// coroutines apply to it too (no reliance on the calling thread's thread-locals or locks).

@@ -11,7 +11,11 @@ fn configure_before_start_applies_and_after_start_fails_clearly() {
         .apply()
         .unwrap();
     assert_eq!(
-        (applied.workers(), applied.stack_size(), applied.io_threads()),
+        (
+            applied.workers(),
+            applied.stack_size(),
+            applied.io_threads()
+        ),
         (3, 96 * 1024, 7)
     );
     assert_eq!(parallel([process(|| Ok(1))]).unwrap(), vec![Ok(1)]);
@@ -29,5 +33,9 @@ fn configure_before_start_applies_and_after_start_fails_clearly() {
     assert_eq!(err.current(), applied);
     let msg = err.to_string();
     assert!(msg.contains("before the first process starts"), "{msg}");
-    assert_eq!(settings(), applied, "a failed configure changed the settings");
+    assert_eq!(
+        settings(),
+        applied,
+        "a failed configure changed the settings"
+    );
 }

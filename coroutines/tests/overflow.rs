@@ -10,7 +10,11 @@ const CHILD: &str = "CSPNET_OVERFLOW_CHILD";
 /// Recurses with a 1 KiB frame until the 64 KiB test stack runs out.
 fn deep(n: u64) -> u64 {
     let frame = std::hint::black_box([n; 128]);
-    if n == 0 { frame[1] } else { deep(n - 1).wrapping_add(frame[7]) }
+    if n == 0 {
+        frame[1]
+    } else {
+        deep(n - 1).wrapping_add(frame[7])
+    }
 }
 
 #[test]
@@ -26,7 +30,11 @@ fn a_stack_overflow_is_reported_with_the_process_name() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "a_stack_overflow_is_reported_with_the_process_name", "--nocapture"])
+        .args([
+            "--exact",
+            "a_stack_overflow_is_reported_with_the_process_name",
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();
@@ -37,7 +45,9 @@ fn a_stack_overflow_is_reported_with_the_process_name() {
         "no overflow report on stderr:\n{stderr}\nstdout:\n{stdout}"
     );
     assert!(
-        stdout.contains("child reported: process 'recursive' crashed: overflowed its coroutine stack"),
+        stdout.contains(
+            "child reported: process 'recursive' crashed: overflowed its coroutine stack"
+        ),
         "the overflow was not reported by parallel (status {:?}):\n{stdout}\nstderr:\n{stderr}",
         out.status
     );

@@ -1,6 +1,6 @@
 //! Channels and alternations work between coroutines and plain OS threads, in both directions.
 
-use cspnet_coroutines::{Alternation, Channel, ChannelError, parallel, process, spawn};
+use cspnet_coroutines::{Alternation, Channel, ChannelError, process, spawn};
 use std::time::Duration;
 
 #[test]
