@@ -1,1 +1,2 @@
 //! cspnet-processes: work in progress.
+pub mod heap;
