@@ -1,35 +1,41 @@
-//! Token ring: one token around a ring of processes, ns per hop, on each backend and raw baselines.
+//! Token ring: one token around rings of 2…1024 processes, ns per hop (an iteration is one hop), on
+//! each backend and the raw baselines (crossbeam threads, may coroutines, futex processes).
 
-mod baselines;
-#[path = "../examples/token_ring.rs"]
-#[allow(dead_code)]
-mod token_ring;
+mod scenarios;
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use cspnet::Backend;
-use std::time::Duration;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use scenarios::{backends, baselines};
 
-fn ring_256(c: &mut Criterion) {
-    let mut g = c.benchmark_group("token_ring_256");
-    for backend in Backend::ALL.into_iter().filter(|b| b.is_available()) {
-        g.bench_function(format!("cspnet-{backend}"), |b| {
-            b.iter_custom(|hops| {
-                let nanos = token_ring::ring(backend, 256, 1, hops.max(1))
-                    .unwrap()
-                    .unwrap();
-                Duration::from_nanos(nanos)
-            })
+const SIZES: [usize; 5] = [2, 8, 64, 256, 1024];
+
+fn ring(c: &mut Criterion) {
+    let mut g = c.benchmark_group("token_ring");
+    for n in SIZES {
+        for backend in backends() {
+            g.bench_with_input(
+                BenchmarkId::new(format!("cspnet-{backend}"), n),
+                &n,
+                |b, &n| {
+                    b.iter_custom(|hops| scenarios::ring(backend, n, hops.max(1)).unwrap().unwrap())
+                },
+            );
+        }
+        g.bench_with_input(BenchmarkId::new("crossbeam-bounded0", n), &n, |b, &n| {
+            b.iter_custom(|hops| baselines::crossbeam::ring(n, 1, hops.max(1)))
+        });
+        g.bench_with_input(BenchmarkId::new("may-mpsc", n), &n, |b, &n| {
+            b.iter_custom(|hops| baselines::may::ring(n, 1, hops.max(1)))
+        });
+        g.bench_with_input(BenchmarkId::new("futex-processes", n), &n, |b, &n| {
+            b.iter_custom(|hops| baselines::futex::ring(n, hops.max(1)))
         });
     }
-    g.bench_function("crossbeam-bounded0", |b| {
-        b.iter_custom(|hops| baselines::crossbeam::ring(256, 1, hops.max(1)))
-    });
     g.finish();
 }
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
-    targets = ring_256
+    config = scenarios::quick();
+    targets = ring
 }
 criterion_main!(benches);

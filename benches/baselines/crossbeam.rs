@@ -1,6 +1,7 @@
-//! The token ring and commstime written directly on crossbeam-channel `bounded(0)`, on OS threads.
+//! The token ring, commstime and fan-in written directly on crossbeam-channel `bounded(0)`, on OS
+//! threads.
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Select, Sender, bounded};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,39 @@ pub(crate) fn commstime(cycles: u64) -> Duration {
     drop(dr); // delta's next send fails, and the cycle unwinds
     for h in [prefix, delta, successor] {
         h.join().unwrap();
+    }
+    elapsed
+}
+
+/// One thread selecting over `k` channels, each fed by its own writer thread; the time `messages`
+/// receives took.
+pub(crate) fn fan_in(k: usize, messages: u64) -> Duration {
+    let (txs, rxs): (Vec<Sender<u64>>, Vec<Receiver<u64>>) = (0..k).map(|_| bounded(0)).unzip();
+    let writers: Vec<_> = txs
+        .into_iter()
+        .map(|tx| thread::spawn(move || while tx.send(1).is_ok() {}))
+        .collect();
+    let mut select = Select::new();
+    for rx in &rxs {
+        select.recv(rx);
+    }
+    let mut receive = || {
+        let op = select.select();
+        let i = op.index();
+        op.recv(&rxs[i]).unwrap()
+    };
+    for _ in 0..k {
+        receive(); // warm up: every writer has started
+    }
+    let start = Instant::now();
+    for _ in 0..messages {
+        receive();
+    }
+    let elapsed = start.elapsed();
+    drop(select);
+    drop(rxs); // every writer's next send fails
+    for w in writers {
+        w.join().unwrap();
     }
     elapsed
 }

@@ -1,4 +1,5 @@
-//! Raw baselines: the benchmark networks written directly on the libraries the backends build on.
-#![allow(dead_code)] // each bench uses its own part of this module
+//! Raw baselines: the benchmark networks written directly on what the backends build on.
 
 pub(crate) mod crossbeam;
+pub(crate) mod futex;
+pub(crate) mod may;

@@ -1,0 +1,40 @@
+//! Payload size: `Vec<u8>` messages of 8 B … 16 MiB through one channel, time per message on each
+//! backend, against cloning a buffer of the same size (the copy every message needs at least).
+
+mod scenarios;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use scenarios::backends;
+
+const SIZES: [usize; 5] = [8, 1 << 10, 64 << 10, 1 << 20, 16 << 20];
+
+fn payload(c: &mut Criterion) {
+    let mut g = c.benchmark_group("payload");
+    for size in SIZES {
+        g.throughput(Throughput::Bytes(size as u64));
+        for backend in backends() {
+            g.bench_with_input(
+                BenchmarkId::new(format!("cspnet-{backend}"), size),
+                &size,
+                |b, &size| {
+                    b.iter_custom(|n| {
+                        scenarios::payload(backend, size, n.max(1))
+                            .unwrap()
+                            .unwrap()
+                    })
+                },
+            );
+        }
+        g.bench_with_input(BenchmarkId::new("clone", size), &size, |b, &size| {
+            b.iter_custom(|n| scenarios::clone_floor(size, n.max(1)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = scenarios::quick();
+    targets = payload
+}
+criterion_main!(benches);
