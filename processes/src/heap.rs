@@ -285,7 +285,7 @@ impl<'a> Heap<'a> {
     /// swallowed, it moves to the start of the merged block.
     ///
     /// Freeing an offset that is not a live block (never allocated, or already freed) is a bug in the
-    /// caller; debug builds detect it from the block's tags and panic.
+    /// caller; it is detected from the block's tags (in every build) and panics.
     ///
     /// # Examples
     ///
@@ -302,7 +302,9 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn free(&mut self, offset: usize) {
-        debug_assert!(
+        // Always checked: a bad free would corrupt a heap other processes share, and the check
+        // reads two words that free reads anyway.
+        assert!(
             self.is_live(offset),
             "Heap::free({offset}): not a live block of this heap (never allocated, already freed, \
              or not the offset alloc returned)"
@@ -310,7 +312,7 @@ impl<'a> Heap<'a> {
         let mut at = offset - TAG;
         let (mut size, _) = self.header(at);
         // Mark the block free before merging, so the header left inside a merged block reads "free" and
-        // a second free of the same offset is caught in debug builds.
+        // a second free of the same offset is caught.
         self.set_block(at, size, false);
         let right = at + size;
         if right < self.end() {
@@ -398,8 +400,7 @@ impl<'a> Heap<'a> {
     ///
     /// # Panics
     ///
-    /// If the range leaves the region; in debug builds also if `offset` is not a live block or `len`
-    /// exceeds its capacity.
+    /// If `offset` is not a live block or `len` exceeds its capacity.
     ///
     /// # Examples
     ///
@@ -414,7 +415,7 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
-        debug_assert!(
+        assert!(
             self.fits_block(offset, len),
             "Heap::bytes({offset}, {len}): not inside a live block"
         );
@@ -440,7 +441,7 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn bytes_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
-        debug_assert!(
+        assert!(
             self.fits_block(offset, len),
             "Heap::bytes_mut({offset}, {len}): not inside a live block"
         );
@@ -855,7 +856,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(debug_assertions)]
     #[should_panic(expected = "not a live block")]
     fn double_free_panics_in_debug_builds() {
         let mut bytes = region(512);
@@ -866,7 +866,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(debug_assertions)]
     #[should_panic(expected = "not a live block")]
     fn freeing_a_wild_offset_panics_in_debug_builds() {
         let mut bytes = region(512);
