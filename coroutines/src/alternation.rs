@@ -13,7 +13,7 @@
 use crate::CoSlot;
 use crate::channel::{Control, Reader, Writer};
 use crate::channel::{ENDED, Entry, Queues, TIMED_OUT, Waiter, Wake};
-use cspnet_core::{ChannelError, Deadline, Fallback, Policy, flush_dropped_ends};
+use cspnet_core::{ChannelError, Deadline, Fallback, Policy};
 use std::fmt;
 use std::panic::Location;
 use std::sync::MutexGuard;
@@ -295,7 +295,7 @@ impl<'a, R> Alternation<'a, R> {
     }
 
     fn run(mut self, policy: Policy) -> Result<R, ChannelError> {
-        flush_dropped_ends::<CoSlot>();
+        crate::channel::flush();
         let n = self.guards.len();
         let order = policy.order::<CoSlot>(n);
         // The distinct channels, in address order (the lock order), and each guard's place there.

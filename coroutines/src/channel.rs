@@ -270,6 +270,20 @@ impl Control {
     }
 }
 
+/// How many dropped ends, program-wide, have not left their channels yet.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Retires the ends the current process dropped since its last operation (see
+/// [`flush_dropped_ends`]). When no dropped end is pending anywhere, which is the usual case, it
+/// skips the lookup of the process context. A process's own pending ends were counted by itself
+/// before this call, so it never skips its own.
+#[inline]
+pub(crate) fn flush() {
+    if PENDING.load(Ordering::Acquire) != 0 {
+        flush_dropped_ends::<CoSlot>();
+    }
+}
+
 /// A dropped end on its way out of the channel.
 struct Departure {
     control: Arc<Control>,
@@ -282,7 +296,14 @@ impl LeavingEnd for Departure {
     }
 }
 
+impl Drop for Departure {
+    fn drop(&mut self) {
+        PENDING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn departed(control: &Arc<Control>, role: Role) {
+    PENDING.fetch_add(1, Ordering::AcqRel);
     end_dropped::<CoSlot>(Box::new(Departure {
         control: Arc::clone(control),
         role,
@@ -586,7 +607,7 @@ impl<T> Reader<T> {
     /// assert_eq!(r.read(), Ok("hi"));
     /// ```
     pub fn read(&self) -> Result<T, ChannelError> {
-        flush_dropped_ends::<CoSlot>();
+        flush();
         let chan = &*self.chan;
         loop {
             let mut queues = chan.control.lock();
@@ -723,7 +744,7 @@ impl<T> Writer<T> {
     /// assert_eq!(out[1], Ok(3));
     /// ```
     pub fn write(&self, value: T) -> Result<(), ChannelError> {
-        flush_dropped_ends::<CoSlot>();
+        flush();
         let chan = &*self.chan;
         let mut value = value;
         loop {

@@ -5,9 +5,7 @@
 //! beyond that, calls queue until a helper is free. A helper that has had nothing to do for
 //! [`IDLE_EXIT`] exits, so an idle program keeps no helper threads.
 
-use crate::CoSlot;
 use crate::channel::park;
-use cspnet_core::flush_dropped_ends;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,7 +118,7 @@ struct Done {
 /// assert!(out[0].as_ref().unwrap() > &0);
 /// ```
 pub fn io<R>(f: impl FnOnce() -> R) -> R {
-    flush_dropped_ends::<CoSlot>();
+    crate::channel::flush();
     if !may::coroutine::is_coroutine() {
         return f();
     }

@@ -3,7 +3,7 @@
 use crate::CoSlot;
 use cspnet_core::{
     Cause, ContextSlot, Failure, Outcome, ProcessContext, ProcessError, ProcessId,
-    discard_unstarted, flush_dropped_ends, run_body,
+    discard_unstarted, run_body,
 };
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -187,7 +187,7 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
 }
 
 fn join_all<T>(running: Vec<(Arc<str>, Started<T>)>) -> Result<Vec<Outcome<T>>, ProcessError> {
-    flush_dropped_ends::<CoSlot>();
+    crate::channel::flush();
     let mut outcomes = Vec::with_capacity(running.len());
     let mut failures = Vec::new();
     for (name, started) in running {
