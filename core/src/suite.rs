@@ -854,6 +854,78 @@ macro_rules! conformance_suite {
                 all.sort_unstable();
                 assert_eq!(all, (0..WRITERS * per).collect::<Vec<_>>());
             }
+
+            #[test]
+            fn timeouts_racing_with_hand_offs_never_lose_or_duplicate_a_value() {
+                // A writer resends a value only when its output guard timed out, so a value
+                // both delivered and timed out would arrive twice, and one timed out and lost
+                // would be missing. The reader pauses now and then for longer than the writers'
+                // timeout, so writer timeouts fire just as the reader comes back for them.
+                const WRITERS: u32 = 3;
+                const SENTINEL: u32 = u32::MAX;
+                let per = 100 * $crate::suite::stress();
+                let ms = Duration::from_millis;
+                for buffer in [0usize, 2] {
+                    let c = csp::Channel::<u32>::with_buffer(buffer);
+                    let done = csp::Channel::<u32>::new();
+                    let idle = csp::Channel::<u32>::new();
+                    let mut procs = Vec::new();
+                    for wi in 0..WRITERS {
+                        let (w, dw) = (c.writer(), done.writer());
+                        procs.push(csp::process(move || {
+                            for k in 0..per {
+                                let v = wi * per + k;
+                                while !csp::Alternation::new()
+                                    .output(&w, v, || true)
+                                    .timeout(ms(1), || false)
+                                    .select()?
+                                {}
+                            }
+                            dw.write(1)?;
+                            Ok(Vec::new())
+                        }));
+                    }
+                    let (dr, sw) = (done.reader(), c.writer());
+                    procs.push(csp::process(move || {
+                        for _ in 0..WRITERS {
+                            dr.read()?;
+                        }
+                        sw.write(SENTINEL)?; // every writer has finished: nothing is in flight
+                        Ok(Vec::new())
+                    }));
+                    let (r, idle_r, idle_w) = (c.reader(), idle.reader(), idle.writer());
+                    procs.push(csp::process(move || {
+                        let _never_writes = idle_w;
+                        let mut got = Vec::new();
+                        loop {
+                            if got.len() % 10 == 9 {
+                                csp::Alternation::new()
+                                    .input(&idle_r, |_| ())
+                                    .timeout(ms(2), || ())
+                                    .select()?;
+                            }
+                            let v = csp::Alternation::new()
+                                .input(&r, Some)
+                                .timeout(ms(1), || None)
+                                .select()?;
+                            match v {
+                                Some(SENTINEL) => return Ok(got),
+                                Some(v) => got.push(v),
+                                None => {}
+                            }
+                        }
+                    }));
+                    drop(c);
+                    let out = csp::parallel(procs).unwrap();
+                    let mut all = out.last().unwrap().clone().unwrap();
+                    all.sort_unstable();
+                    assert_eq!(
+                        all,
+                        (0..WRITERS * per).collect::<Vec<_>>(),
+                        "buffer {buffer}: a value was lost or duplicated"
+                    );
+                }
+            }
         }
 
         /// PyCSP 0.7.1's measured failures (SPEC.md), each a test every backend passes.
