@@ -34,6 +34,19 @@ pub enum ChannelError {
          complete"
     )]
     Retired,
+    /// The value, once encoded, is larger than the channel's payload store can ever hold (the
+    /// processes backend's shared-memory heap): it was not sent, and waiting would not help. Send
+    /// it in pieces, or give the store more room (the processes backend reads `CSPNET_SHM_SIZE`).
+    #[error(
+        "payload of {size} bytes can never fit in the shared-memory heap (at most {max} bytes): \
+         raise CSPNET_SHM_SIZE or send smaller values"
+    )]
+    TooLarge {
+        /// The encoded size of the value.
+        size: usize,
+        /// The largest payload the store can hold.
+        max: usize,
+    },
 }
 
 impl ChannelError {

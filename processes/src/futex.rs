@@ -1,0 +1,57 @@
+//! Process-shared futex wait and wake on a word in the shared segment (no `FUTEX_PRIVATE_FLAG`).
+
+use cspnet_core::Deadline;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Sleeps while `*word == expected`, until woken or `deadline` passes. Returns `false` only when
+/// the deadline passed; a `true` return may be spurious, so callers re-check the word in a loop.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Deadline) -> bool {
+    let ts;
+    let timeout: *const libc::timespec = match deadline.remaining() {
+        None => std::ptr::null(),
+        Some(left) if left.is_zero() => return false,
+        Some(left) => {
+            ts = libc::timespec {
+                tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            &ts
+        }
+    };
+    if word.load(Ordering::Acquire) != expected {
+        return true;
+    }
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call (it lives in the mapped
+    // segment, which is never unmapped); FUTEX_WAIT only reads it. `timeout` is null or points to
+    // `ts`, which outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            timeout,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    !(r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+}
+
+/// Wakes up to `n` processes sleeping on `word`.
+pub(crate) fn wake(word: *const AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE does not access the word's memory; the kernel only uses the address (and
+    // the backing memfd page) as the key of its wait queue. A stale address wakes nobody, or wakes a
+    // waiter that re-checks its word.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word as *const u32,
+            libc::FUTEX_WAKE,
+            n,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
