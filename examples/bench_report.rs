@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example bench_report` (a few minutes on two cores; `--out DIR` writes
 //! elsewhere). The scenarios are the criterion benches' own (benches/scenarios/mod.rs). Every
-//! figure is the median of three runs, each sized to take about 40 ms; a backend that is not built
+//! figure is the median of five runs, each sized to take about 40 ms; a backend that is not built
 //! in, or a run that fails, panics or hangs, shows as "n/a" with the reason.
 
 #[path = "../benches/scenarios/mod.rs"]
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// How long one timed run should take, roughly.
 const TARGET: Duration = Duration::from_millis(40);
 /// Timed runs per figure; the median is kept.
-const REPS: usize = 3;
+const REPS: usize = 5;
 /// A measurement that has not finished by then is reported as hung (and left behind).
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -47,7 +47,7 @@ const SCALE: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
 /// Memory budget of one scale attempt (the whole process tree, proportional set size).
 const BUDGET: u64 = 4 << 30;
 /// Time cap of one scale attempt, start-up included.
-const CAP: Duration = Duration::from_secs(30);
+const CAP: Duration = Duration::from_secs(60);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -72,6 +72,8 @@ fn main() {
             .progress_chars("=> "),
     );
     let p = &progress;
+    // First, while this process is small: a child's peak RSS from wait4 starts from its parent's.
+    let scale = scale_table(p);
     let ring = ring_table(p);
     let tokens = tokens_table(p);
     let commstime = commstime_table(p);
@@ -80,7 +82,6 @@ fn main() {
     let mandelbrot = farm_table(p, Farm::Mandelbrot);
     let payload = payload_table(p);
     let spawn = spawn_table(p);
-    let scale = scale_table(p);
     progress.finish_with_message("done");
 
     fs::create_dir_all(&out).unwrap_or_else(|e| panic!("cannot create {}: {e}", out.display()));
@@ -133,14 +134,15 @@ fn main() {
     let _ = writeln!(
         md,
         "## Monte Carlo pi\n\nA farm (farmer, W workers, collector) over {PI_SAMPLES} samples in jobs \
-         of {PI_BATCH}; ms for the whole network, start-up included. rayon runs the same jobs with \
+         of {PI_BATCH}; ms from every worker being ready to the collector having the last result \
+         (process start-up is not timed: see *Starting a process*). rayon runs the same jobs with \
          `par_iter` on a pool of W threads.\n\n![speedup against workers](speedup.svg)\n"
     );
     pi.markdown(&mut md, |v| num(v / 1e6));
     speedups(&mut md, &pi);
     let _ = writeln!(
         md,
-        "## Mandelbrot\n\n{}×{} pixels, {} iterations; ms for the whole network. `loop`: one row per \
+        "## Mandelbrot\n\n{}×{} pixels, {} iterations; ms from every worker being ready to the last rows (start-up not timed). `loop`: one row per \
          job, the kernel a plain Rust loop (PyCSP's C-module variant); `rayon`: a band of rows per \
          job, which the worker hands to `into_par_iter` on a pool of {} threads (PyCSP's numpy \
          variant). rayon alone: `into_par_iter` over rows on a pool of W threads.\n",
@@ -283,7 +285,26 @@ impl Table {
     /// Measures a row, one column at a time, showing progress.
     fn row(&mut self, p: &ProgressBar, name: &str, mut cell: impl FnMut(f64) -> Cell) {
         p.set_message(format!("{}: {name}", self.param));
-        let cells = self.columns.iter().map(|&c| cell(c)).collect();
+        let cells: Vec<Cell> = self.columns.iter().map(|&c| cell(c)).collect();
+        if p.is_hidden() {
+            // No terminal for the bar (CI, a pipe): a plain line per row instead.
+            let shown: Vec<String> = cells
+                .iter()
+                .map(|c| c.as_ref().map_or_else(|_| "n/a".into(), |v| num(*v)))
+                .collect();
+            let mut why: Vec<&str> = cells
+                .iter()
+                .filter_map(|c| c.as_ref().err())
+                .map(String::as_str)
+                .collect();
+            why.dedup();
+            eprintln!(
+                "{}: {name}: {} {}",
+                self.param,
+                shown.join(", "),
+                why.join("; ")
+            );
+        }
         self.rows.push(Row {
             name: name.to_owned(),
             cells,
@@ -783,7 +804,9 @@ fn scale_table(p: &ProgressBar) -> String {
         "## Scale: the largest ring\n\nEach attempt runs a ring of N processes for one lap (N hops) \
          in a child process of its own (this program re-executed with a hidden flag), grown \
          {} until one fails, needs more than {} GiB (the whole process tree's proportional set \
-         size, sampled every 100 ms) or more than {} s. Peak RSS is the child's own, from `wait4`.\n\n\
+         size, sampled every 100 ms) or more than {} s. Own peak RSS is the child's, from `wait4` \
+         (Linux carries a parent's peak over `fork` and `exec`, so it starts from this runner's few \
+         MiB). The per-process figure divides the larger of the two by N.\n\n\
          | backend | largest ring completed | stopped at | why | peak memory of the largest (tree PSS / own RSS) | per process | wall time |\n\
          |---|---:|---:|---|---:|---:|---:|\n",
         SCALE.map(|n| n.to_string()).join(", "),
@@ -808,6 +831,13 @@ fn scale_table(p: &ProgressBar) -> String {
         for n in SCALE {
             p.set_message(format!("scale: {b}, {n} processes"));
             let a = attempt(b, n);
+            if p.is_hidden() {
+                eprintln!(
+                    "scale: {b}: {n}: {:?}, tree {}",
+                    a.outcome,
+                    gib(a.peak_tree)
+                );
+            }
             let _ = writeln!(
                 details,
                 "| {b} | {n} | {} | {} | {} |",
@@ -950,7 +980,7 @@ fn goals(md: &mut String, ring: &Table, pi: &Table, mandelbrot: &Table) {
                 format!("{v:.2}×"),
                 if ok(*v) { "yes" } else { "no" }.to_owned(),
             ),
-            Err(e) => ("n/a".to_owned(), e.replace('|', "/")),
+            Err(e) => ("n/a".to_owned(), format!("n/a: {}", e.replace('|', "/"))),
         };
         let _ = writeln!(md, "| {goal} | {v} | {target} | {met} |");
     };
@@ -1034,12 +1064,24 @@ fn goals(md: &mut String, ring: &Table, pi: &Table, mandelbrot: &Table) {
 
 type Series = Vec<(String, Vec<(f64, f64)>)>;
 
-fn bounds(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+/// The axis range for `values`: on a log axis with room above for the legend, on a linear x axis
+/// a margin either side, on a linear y axis from zero.
+fn bounds(values: impl Iterator<Item = f64>, log: bool, y: bool) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if log {
-        (lo / 1.5, hi * 1.5)
+    match (log, y) {
+        (true, true) => (lo / 1.5, hi * 8.0),
+        (true, false) => (lo / 1.3, hi * 1.3),
+        (false, true) => (0.0, hi * 1.15),
+        (false, false) => (lo - (hi - lo) * 0.05, hi + (hi - lo) * 0.05),
+    }
+}
+
+/// A tick label: whole numbers without decimals, small ones with two.
+fn tick(v: &f64) -> String {
+    if v.abs() >= 10.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
     } else {
-        (0.0, hi * 1.1)
+        format!("{v:.2}")
     }
 }
 
@@ -1055,8 +1097,8 @@ fn plot(
     if points().next().is_none() {
         return Err("nothing was measured".into());
     }
-    let (x0, x1) = bounds(points().map(|p| p.0), log);
-    let (y0, y1) = bounds(points().map(|p| p.1), log);
+    let (x0, x1) = bounds(points().map(|p| p.0), log, false);
+    let (y0, y1) = bounds(points().map(|p| p.1), log, true);
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut builder = ChartBuilder::on(&root);
@@ -1072,10 +1114,16 @@ fn plot(
                 .configure_mesh()
                 .x_desc(axes.0)
                 .y_desc(axes.1)
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
                 .draw()
                 .map_err(|e| e.to_string())?;
             for (i, (name, pts)) in series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
+                let color = if name.starts_with("ideal") {
+                    BLACK.to_rgba()
+                } else {
+                    Palette99::pick(i).to_rgba()
+                };
                 chart
                     .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                     .map_err(|e| e.to_string())?
@@ -1089,7 +1137,11 @@ fn plot(
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(if log {
+                    SeriesLabelPosition::UpperLeft
+                } else {
+                    SeriesLabelPosition::LowerRight
+                })
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .draw()
