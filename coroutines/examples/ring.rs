@@ -54,7 +54,17 @@ macro_rules! cspnet_ring {
                 }));
             }
             drop(chans);
-            let out = csp::parallel(procs).expect("no process fails");
+            let out = match csp::parallel(procs) {
+                Ok(out) => out,
+                Err(e) => {
+                    eprintln!(
+                        "{} processes failed; the first: {}",
+                        e.failures().len(),
+                        e.first()
+                    );
+                    std::process::exit(1);
+                }
+            };
             let total = setup.elapsed();
             let stamps: Vec<Stamp> = out.into_iter().map(|o| o.unwrap()).collect();
             let start = stamps.iter().find_map(|s| s.start).unwrap();

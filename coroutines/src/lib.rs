@@ -92,10 +92,12 @@
 //! waiting: treat an overflow as a bug to fix by raising the stack size.
 //!
 //! Each process's stack is two memory mappings (the stack and its guard page), and Linux limits a
-//! program to `vm.max_map_count` mappings (65530 by default), so about 32,000 processes can be
+//! program to `vm.max_map_count` mappings (65530 by default), so about 28,000 processes can be
 //! alive at once unless that limit is raised (`sysctl vm.max_map_count=4194304` for a million).
-//! When it is reached, the processes that could not start are reported as "could not be
-//! started", and the ones that did start are shut down by poison.
+//! cspnet checks the limit before asking for a stack (running out of mappings would make every
+//! later allocation fail too): a process beyond it is reported as "could not be started", naming
+//! the limit, and its channel ends poison their channels, so the processes that did start shut
+//! down instead of waiting.
 //!
 //! # Settings
 //!

@@ -7,7 +7,8 @@ use cspnet_core::{
 };
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
 
@@ -137,6 +138,45 @@ impl<T> fmt::Debug for Spawned<T> {
     }
 }
 
+/// Coroutines started and not yet finished.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Memory mappings kept free for everything else (malloc arenas, threads, libraries, and may's
+/// cache of up to 1,000 finished coroutines).
+const SPARE_MAPPINGS: usize = 8192;
+
+/// The kernel's limit on memory mappings (Linux `vm.max_map_count`), if there is one.
+fn max_map_count() -> Option<usize> {
+    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+}
+
+/// Counts a coroutine about to start, unless its stack would take the program past the kernel's
+/// mapping limit: there, mmap fails, and so would every allocation that needs a new mapping.
+fn reserve_coroutine() -> Result<(), Cause> {
+    let live = LIVE.fetch_add(1, Ordering::AcqRel);
+    match max_map_count() {
+        Some(max) if live >= coroutine_limit(max) => {
+            LIVE.fetch_sub(1, Ordering::AcqRel);
+            Err(Cause::CouldNotStart(format!(
+                "{live} processes are running, and one more would take the program past the \
+                 kernel's limit of {max} memory mappings (each process's stack takes two); \
+                 raise it, e.g. `sysctl vm.max_map_count=4194304` for a million processes"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How many coroutines fit under a limit of `max_map_count` mappings.
+fn coroutine_limit(max_map_count: usize) -> usize {
+    max_map_count.saturating_sub(SPARE_MAPPINGS) / 2
+}
+
 fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
     let stack = crate::config::settings().stack_size();
     let id = ProcessId::next();
@@ -144,8 +184,13 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
         Some(n) => n.into(),
         None => format!("process-{}", id.as_u64()).into(),
     };
-    let ctx = ProcessContext::new(id, Arc::clone(&name));
     let body = p.body;
+    if let Err(cause) = reserve_coroutine() {
+        // The ends it captured poison their channels, so the processes that did start shut down.
+        discard_unstarted::<CoSlot, _>(vec![body]);
+        return (name, Err(cause));
+    }
+    let ctx = ProcessContext::new(id, Arc::clone(&name));
     // may allocates the stack inside spawn and panics if it cannot (for instance when the
     // kernel's limit on memory mappings is reached). Unwinding drops the body, whose ends then
     // poison their channels, so the processes that did start shut down.
@@ -162,6 +207,7 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
                 .stack_size(stack / std::mem::size_of::<usize>())
                 .spawn(move || {
                     let result = run_body::<CoSlot, T>(ctx, body);
+                    LIVE.fetch_sub(1, Ordering::AcqRel);
                     // A parked coroutine that is unparked just as it parks is resumed by may
                     // from inside the park's own bookkeeping (`Park::subscribe`). Were it to
                     // finish there, may would free its park while that bookkeeping still runs
@@ -172,6 +218,9 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
                 })
         }
     }));
+    if !matches!(started, Ok(Ok(_))) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
     let started = match started {
         Ok(Ok(handle)) => Ok(handle),
         Ok(Err(e)) => Err(Cause::CouldNotStart(format!(
@@ -292,4 +341,16 @@ where
 /// ```
 pub fn current_process_id() -> ProcessId {
     CoSlot::with(|ctx| ctx.id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coroutine_limit;
+
+    #[test]
+    fn the_mapping_limit_leaves_room_for_the_rest_of_the_program() {
+        assert_eq!(coroutine_limit(65_530), 28_669);
+        assert!(coroutine_limit(4_194_304) > 2_000_000);
+        assert_eq!(coroutine_limit(100), 0);
+    }
 }
