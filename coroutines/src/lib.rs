@@ -78,9 +78,11 @@
 //!
 //! Every process gets a fixed stack (default 64 KiB, [`DEFAULT_STACK_SIZE`]). The stack is
 //! reserved address space: a process touches only the pages it uses (typically two 4 KiB pages),
-//! which is what makes a million processes fit in memory. Deep recursion, large arrays on the
-//! stack, or formatting a panic with `RUST_BACKTRACE=1` need more: raise it with
-//! `CSPNET_STACK_SIZE=256k` or [`configure`]`().stack_size(..)`.
+//! which is what makes a million processes fit in memory. 64 KiB leaves room for a panic report
+//! with a backtrace (`RUST_BACKTRACE=1`); deep recursion or large arrays on the stack need more:
+//! raise it with `CSPNET_STACK_SIZE=256k` or [`configure`]`().stack_size(..)`. A smaller stack
+//! saves no memory unless it is a single 4 KiB page (then a process costs one page instead of
+//! two), which suits only processes that do little more than pass messages.
 //!
 //! A process that overflows its stack runs into an inaccessible guard page (may's stacks are
 //! allocated by the `generator` crate with one `PROT_NONE` page below them; Rust's stack probes
