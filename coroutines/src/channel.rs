@@ -443,6 +443,12 @@ unsafe fn claim_writer<T>(writers: &mut VecDeque<Entry>, wake: &mut Option<Wake>
 /// ]).unwrap();
 /// assert_eq!(out, vec![Ok(0), Ok(42)]);
 /// ```
+///
+/// Payloads move between coroutines on different worker threads, so they must be `Send`:
+///
+/// ```compile_fail
+/// let ch = cspnet_coroutines::Channel::<std::rc::Rc<u32>>::new();
+/// ```
 pub struct Channel<T> {
     chan: Arc<Chan<T>>,
 }

@@ -38,6 +38,13 @@ type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
 /// });
 /// assert_eq!(parallel([producer, consumer]).unwrap(), vec![Ok(()), Ok(())]);
 /// ```
+///
+/// A body that captures something tied to one thread does not compile:
+///
+/// ```compile_fail
+/// let shared = std::rc::Rc::new(5);
+/// let p = cspnet_coroutines::process(move || Ok(*shared));
+/// ```
 #[must_use = "a process runs only when given to parallel, sequence or spawn"]
 pub struct Process<T> {
     name: Option<String>,
