@@ -43,11 +43,13 @@ const IMAGE: Image = Image {
 const PAYLOADS: [usize; 8] = [8, 64, 512, 4 << 10, 32 << 10, 256 << 10, 2 << 20, 16 << 20];
 const SPAWN: u64 = 1_000;
 /// Ring sizes tried for the scale limit, in order, until one fails.
-const SCALE: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
+const SCALE: [usize; 10] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
+];
 /// Memory budget of one scale attempt (the whole process tree, proportional set size).
 const BUDGET: u64 = 4 << 30;
 /// Time cap of one scale attempt, start-up included.
-const CAP: Duration = Duration::from_secs(60);
+const CAP: Duration = Duration::from_secs(45);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -63,10 +65,8 @@ fn main() {
         }
     };
     let started = Instant::now();
-    // One step per table row: ring 6, tokens 5, commstime 5, fan-in 4, pi 4, Mandelbrot 7,
-    // payload 4, spawn 3, scale 3.
-    let steps = 41;
-    let progress = ProgressBar::new(steps).with_style(
+    // One step per column of each table (each table adds its own), one per backend for scale.
+    let progress = ProgressBar::new(Backend::ALL.len() as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("a valid template")
             .progress_chars("=> "),
@@ -229,29 +229,37 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Nanoseconds per unit: one run of `first` units sizes the rest to about [`TARGET`] each (at most
-/// `max` units), then the median of [`REPS`] runs.
-fn per_unit(first: u64, max: u64, run: Timed) -> Cell {
-    guarded(move || {
-        let t = run(first)?;
-        let scaled = first as f64 * TARGET.as_secs_f64() / t.as_secs_f64().max(1e-6);
-        let units = (scaled as u64).clamp(first, max.max(first));
-        let runs = (0..REPS)
-            .map(|_| run(units).map(|d| d.as_nanos() as f64 / units as f64))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(median(runs))
-    })
+/// How many units of work one timed run of a member does.
+#[derive(Clone, Copy)]
+enum Size {
+    /// Enough for about [`TARGET`]: a first run of `first` units sizes the rest (at most `max`).
+    Units { first: u64, max: u64 },
+    /// One whole run of the scenario (after a warm-up run).
+    Whole,
 }
 
-/// Nanoseconds of one whole run: the median of [`REPS`] runs after one warm-up.
-fn whole(run: Arc<dyn Fn() -> Result<Duration, String> + Send + Sync>) -> Cell {
-    guarded(move || {
-        run()?;
-        let runs = (0..REPS)
-            .map(|_| run().map(|d| d.as_nanos() as f64))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(median(runs))
-    })
+/// A backend or baseline in a scenario, and what to time for a given column value.
+type Member = (String, Box<dyn Fn(f64) -> Timed>);
+
+fn member(name: impl Into<String>, timed: impl Fn(f64) -> Timed + 'static) -> Member {
+    (name.into(), Box::new(timed))
+}
+
+fn timed(f: impl Fn(u64) -> Result<Duration, String> + Send + Sync + 'static) -> Timed {
+    Arc::new(f)
+}
+
+/// The units each timed run will do, from one untimed run.
+fn calibrate(t: &Timed, size: Size) -> Result<u64, String> {
+    let t = t.clone();
+    match size {
+        Size::Whole => guarded(move || t(1)).map(|_| 1),
+        Size::Units { first, max } => {
+            let d = guarded(move || t(first))?;
+            let scaled = first as f64 * TARGET.as_secs_f64() / d.as_secs_f64().max(1e-6);
+            Ok((scaled as u64).clamp(first, max.max(first)))
+        }
+    }
 }
 
 /// One scenario's figures: a row per backend or baseline, a column per parameter value.
@@ -282,34 +290,55 @@ impl Table {
         }
     }
 
-    /// Measures a row, one column at a time, showing progress.
-    fn row(&mut self, p: &ProgressBar, name: &str, mut cell: impl FnMut(f64) -> Cell) {
-        p.set_message(format!("{}: {name}", self.param));
-        let cells: Vec<Cell> = self.columns.iter().map(|&c| cell(c)).collect();
-        if p.is_hidden() {
-            // No terminal for the bar (CI, a pipe): a plain line per row instead.
-            let shown: Vec<String> = cells
-                .iter()
-                .map(|c| c.as_ref().map_or_else(|_| "n/a".into(), |v| num(*v)))
-                .collect();
-            let mut why: Vec<&str> = cells
-                .iter()
-                .filter_map(|c| c.as_ref().err())
-                .map(String::as_str)
-                .collect();
-            why.dedup();
-            eprintln!(
-                "{}: {name}: {} {}",
-                self.param,
-                shown.join(", "),
-                why.join("; ")
-            );
+    /// Measures every member in every column. Within a column the members take turns, one timed
+    /// run each for [`REPS`] rounds, so that a change in the machine's load hits them alike; a
+    /// cell is the median of its runs, in nanoseconds per unit.
+    fn measure(&mut self, p: &ProgressBar, size: impl Fn(f64) -> Size, members: Vec<Member>) {
+        p.inc_length(self.columns.len() as u64);
+        let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); members.len()];
+        for &column in &self.columns {
+            p.set_message(format!("{} {}", self.param, label(column)));
+            let timed: Vec<Timed> = members.iter().map(|(_, f)| f(column)).collect();
+            let mut units: Vec<Result<u64, String>> =
+                timed.iter().map(|t| calibrate(t, size(column))).collect();
+            let mut runs: Vec<Vec<f64>> = vec![Vec::new(); members.len()];
+            for _ in 0..REPS {
+                for (i, t) in timed.iter().enumerate() {
+                    let Ok(u) = units[i] else { continue };
+                    let t = t.clone();
+                    match guarded(move || t(u)) {
+                        Ok(d) => runs[i].push(d.as_nanos() as f64 / u as f64),
+                        Err(e) => units[i] = Err(e),
+                    }
+                }
+            }
+            for (i, u) in units.into_iter().enumerate() {
+                cells[i].push(u.map(|_| median(std::mem::take(&mut runs[i]))));
+            }
+            p.inc(1);
         }
-        self.rows.push(Row {
-            name: name.to_owned(),
-            cells,
-        });
-        p.inc(1);
+        for ((name, _), cells) in members.into_iter().zip(cells) {
+            if p.is_hidden() {
+                // No terminal for the bar (CI, a pipe): a plain line per row instead.
+                let shown: Vec<String> = cells
+                    .iter()
+                    .map(|c| c.as_ref().map_or_else(|_| "n/a".into(), |v| num(*v)))
+                    .collect();
+                let mut why: Vec<&str> = cells
+                    .iter()
+                    .filter_map(|c| c.as_ref().err())
+                    .map(String::as_str)
+                    .collect();
+                why.dedup();
+                eprintln!(
+                    "{}: {name}: {} {}",
+                    self.param,
+                    shown.join(", "),
+                    why.join("; ")
+                );
+            }
+            self.rows.push(Row { name, cells });
+        }
     }
 
     fn get(&self, row: &str, column: f64) -> Cell {
@@ -398,36 +427,31 @@ fn cspnet_row(backend: Backend) -> String {
 
 fn ring_table(p: &ProgressBar) -> Table {
     let mut t = Table::new("ring size", RING_SIZES.map(|n| n as f64));
-    for b in Backend::ALL {
-        t.row(p, &cspnet_row(b), |n| {
-            per_unit(
-                1_000,
-                5_000_000,
-                Arc::new(move |h| flat(scenarios::ring(b, n as usize, h))),
-            )
-        });
-    }
-    t.row(p, "crossbeam bounded(0), threads", |n| {
-        per_unit(
-            1_000,
-            5_000_000,
-            Arc::new(move |h| Ok(baselines::crossbeam::ring(n as usize, 1, h))),
-        )
-    });
-    t.row(p, "may mpsc, coroutines", |n| {
-        per_unit(
-            1_000,
-            5_000_000,
-            Arc::new(move |h| Ok(baselines::may::ring(n as usize, 1, h))),
-        )
-    });
-    t.row(p, "futex, OS processes", |n| {
-        per_unit(
-            1_000,
-            5_000_000,
-            Arc::new(move |h| Ok(baselines::futex::ring(n as usize, h))),
-        )
-    });
+    let mut m: Vec<Member> = Backend::ALL
+        .into_iter()
+        .map(|b| {
+            member(cspnet_row(b), move |n| {
+                timed(move |h| flat(scenarios::ring(b, n as usize, h)))
+            })
+        })
+        .collect();
+    m.push(member("crossbeam bounded(0), threads", |n| {
+        timed(move |h| Ok(baselines::crossbeam::ring(n as usize, 1, h)))
+    }));
+    m.push(member("may mpsc, coroutines", |n| {
+        timed(move |h| Ok(baselines::may::ring(n as usize, 1, h)))
+    }));
+    m.push(member("futex, OS processes", |n| {
+        timed(move |h| Ok(baselines::futex::ring(n as usize, h)))
+    }));
+    t.measure(
+        p,
+        |_| Size::Units {
+            first: 1_000,
+            max: 5_000_000,
+        },
+        m,
+    );
     t
 }
 
@@ -444,82 +468,83 @@ fn share(
 fn tokens_table(p: &ProgressBar) -> Table {
     let mut t = Table::new("tokens", TOKENS.map(|n| n as f64));
     let n = TOKEN_RING;
-    for b in Backend::ALL {
-        t.row(p, &cspnet_row(b), |k| {
-            let k = k as u64;
-            per_unit(
-                2_000,
-                5_000_000,
-                Arc::new(move |h| share(h, k, |e| flat(scenarios::tokens(b, n, k, e)))),
-            )
-        });
-    }
-    t.row(p, "crossbeam bounded(0), threads", |k| {
+    let mut m: Vec<Member> = Backend::ALL
+        .into_iter()
+        .map(|b| {
+            member(cspnet_row(b), move |k| {
+                let k = k as u64;
+                timed(move |h| share(h, k, |e| flat(scenarios::tokens(b, n, k, e))))
+            })
+        })
+        .collect();
+    m.push(member("crossbeam bounded(0), threads", move |k| {
         let k = k as u64;
-        per_unit(
-            2_000,
-            5_000_000,
-            Arc::new(move |h| share(h, k, |e| Ok(baselines::crossbeam::ring(n, k, e)))),
-        )
-    });
-    t.row(p, "may mpsc, coroutines", |k| {
+        timed(move |h| share(h, k, |e| Ok(baselines::crossbeam::ring(n, k, e))))
+    }));
+    m.push(member("may mpsc, coroutines", move |k| {
         let k = k as u64;
-        per_unit(
-            2_000,
-            5_000_000,
-            Arc::new(move |h| share(h, k, |e| Ok(baselines::may::ring(n, k, e)))),
-        )
-    });
+        timed(move |h| share(h, k, |e| Ok(baselines::may::ring(n, k, e))))
+    }));
+    t.measure(
+        p,
+        |_| Size::Units {
+            first: 2_000,
+            max: 5_000_000,
+        },
+        m,
+    );
     t
 }
 
 fn commstime_table(p: &ProgressBar) -> Table {
     let mut t = Table::new("commstime", [1.0]);
     t.headings = vec!["ns per cycle".into()];
-    for b in Backend::ALL {
-        t.row(p, &cspnet_row(b), |_| {
-            per_unit(
-                1_000,
-                2_000_000,
-                Arc::new(move |c| flat(scenarios::commstime(b, c))),
-            )
-        });
-    }
-    t.row(p, "crossbeam bounded(0), threads", |_| {
-        per_unit(
-            1_000,
-            2_000_000,
-            Arc::new(|c| Ok(baselines::crossbeam::commstime(c))),
-        )
-    });
-    t.row(p, "may mpsc, coroutines", |_| {
-        per_unit(
-            1_000,
-            2_000_000,
-            Arc::new(|c| Ok(baselines::may::commstime(c))),
-        )
-    });
+    let mut m: Vec<Member> = Backend::ALL
+        .into_iter()
+        .map(|b| {
+            member(cspnet_row(b), move |_| {
+                timed(move |c| flat(scenarios::commstime(b, c)))
+            })
+        })
+        .collect();
+    m.push(member("crossbeam bounded(0), threads", |_| {
+        timed(|c| Ok(baselines::crossbeam::commstime(c)))
+    }));
+    m.push(member("may mpsc, coroutines", |_| {
+        timed(|c| Ok(baselines::may::commstime(c)))
+    }));
+    t.measure(
+        p,
+        |_| Size::Units {
+            first: 1_000,
+            max: 2_000_000,
+        },
+        m,
+    );
     t
 }
 
 fn fan_in_table(p: &ProgressBar) -> Table {
     let mut t = Table::new("inputs", FAN_IN.map(|n| n as f64));
-    for b in Backend::ALL {
-        t.row(p, &cspnet_row(b), |k| {
-            per_unit(
-                1_000,
-                2_000_000,
-                Arc::new(move |m| flat(scenarios::fan_in(b, k as usize, m))),
-            )
-        });
-    }
-    t.row(p, "crossbeam Select, threads", |k| {
-        per_unit(
-            1_000,
-            2_000_000,
-            Arc::new(move |m| Ok(baselines::crossbeam::fan_in(k as usize, m))),
-        )
-    });
+    let mut m: Vec<Member> = Backend::ALL
+        .into_iter()
+        .map(|b| {
+            member(cspnet_row(b), move |k| {
+                timed(move |n| flat(scenarios::fan_in(b, k as usize, n)))
+            })
+        })
+        .collect();
+    m.push(member("crossbeam Select, threads", |k| {
+        timed(move |n| Ok(baselines::crossbeam::fan_in(k as usize, n)))
+    }));
+    t.measure(
+        p,
+        |_| Size::Units {
+            first: 1_000,
+            max: 2_000_000,
+        },
+        m,
+    );
     t
 }
 
@@ -536,26 +561,28 @@ fn farm_table(p: &ProgressBar, farm: Farm) -> Table {
         Farm::Pi => &[(Kernel::Plain, "")],
         Farm::Mandelbrot => &[(Kernel::Plain, ", loop"), (Kernel::Rayon, ", rayon")],
     };
+    let mut m: Vec<Member> = Vec::new();
     for b in Backend::ALL {
         for &(kernel, suffix) in kernels {
-            t.row(p, &format!("{}{suffix}", cspnet_row(b)), |w| {
+            m.push(member(format!("{}{suffix}", cspnet_row(b)), move |w| {
                 let w = w as u32;
-                whole(Arc::new(move || match farm {
+                timed(move |_| match farm {
                     Farm::Pi => flat(scenarios::pi_farm(b, w, PI_SAMPLES, PI_BATCH)),
                     Farm::Mandelbrot => flat(scenarios::mandelbrot_farm(b, w, IMAGE, kernel)),
-                }))
-            });
+                })
+            }));
         }
     }
-    t.row(p, "rayon alone", |w| {
+    m.push(member("rayon alone", move |w| {
         let w = w as usize;
-        whole(Arc::new(move || {
+        timed(move |_| {
             Ok(match farm {
                 Farm::Pi => scenarios::pi_rayon(PI_SAMPLES, PI_BATCH, w),
                 Farm::Mandelbrot => scenarios::mandelbrot_rayon(IMAGE, w),
             })
-        }))
-    });
+        })
+    }));
+    t.measure(p, |_| Size::Whole, m);
     t
 }
 
@@ -582,34 +609,41 @@ fn speedups(md: &mut String, t: &Table) {
 
 fn payload_table(p: &ProgressBar) -> Table {
     let mut t = Table::new("payload", PAYLOADS.map(|n| n as f64));
+    let mut m: Vec<Member> = Backend::ALL
+        .into_iter()
+        .map(|b| {
+            member(cspnet_row(b), move |s| {
+                timed(move |n| flat(scenarios::payload(b, s as usize, n)))
+            })
+        })
+        .collect();
+    m.push(member("clone", |s| {
+        timed(move |n| Ok(scenarios::clone_floor(s as usize, n)))
+    }));
     let first = |size: f64| ((4u64 << 20) / size as u64).clamp(2, 1_000);
-    for b in Backend::ALL {
-        t.row(p, &cspnet_row(b), |s| {
-            per_unit(
-                first(s),
-                200_000,
-                Arc::new(move |m| flat(scenarios::payload(b, s as usize, m))),
-            )
-        });
-    }
-    t.row(p, "clone", |s| {
-        per_unit(
-            first(s),
-            2_000_000,
-            Arc::new(move |m| Ok(scenarios::clone_floor(s as usize, m))),
-        )
-    });
+    t.measure(
+        p,
+        |s| Size::Units {
+            first: first(s),
+            max: 200_000,
+        },
+        m,
+    );
     t
 }
 
 fn spawn_table(p: &ProgressBar) -> Table {
     let mut t = Table::new("spawn", [SPAWN as f64]);
     t.headings = vec!["µs per process".into()];
-    for b in Backend::ALL {
-        t.row(p, &cspnet_row(b), |n| {
-            whole(Arc::new(move || flat(scenarios::spawn(b, n as u64)))).map(|ns| ns / n)
-        });
-    }
+    let m: Vec<Member> = Backend::ALL
+        .into_iter()
+        .map(|b| {
+            member(cspnet_row(b), move |n| {
+                timed(move |_| flat(scenarios::spawn(b, n as u64)).map(|d| d / n as u32))
+            })
+        })
+        .collect();
+    t.measure(p, |_| Size::Whole, m);
     t
 }
 
@@ -791,6 +825,12 @@ fn attempt(backend: Backend, n: usize) -> Attempt {
     a
 }
 
+/// A linear extrapolation of a completed attempt's wall time to `n` processes.
+fn predicted(prev: &Attempt, n: usize) -> Duration {
+    let took = prev.outcome.as_ref().map_or(Duration::ZERO, |d| *d);
+    took.mul_f64(n as f64 / prev.n as f64)
+}
+
 fn gib(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
@@ -804,7 +844,10 @@ fn scale_table(p: &ProgressBar) -> String {
         "## Scale: the largest ring\n\nEach attempt runs a ring of N processes for one lap (N hops) \
          in a child process of its own (this program re-executed with a hidden flag), grown \
          {} until one fails, needs more than {} GiB (the whole process tree's proportional set \
-         size, sampled every 100 ms) or more than {} s. Own peak RSS is the child's, from `wait4` \
+         size, sampled every 100 ms) or more than {} s, start-up included. A size is not \
+         attempted when the last one's time, scaled linearly, already passes the cap, nor, on the \
+         backends where a process is a kernel task (threads, processes), when it would not leave \
+         2048 of the kernel's `pid_max` task ids for the rest of the machine. Own peak RSS is the child's, from `wait4` \
          (Linux carries a parent's peak over `fork` and `exec`, so it starts from this runner's few \
          MiB). The per-process figure divides the larger of the two by N.\n\n\
          | backend | largest ring completed | stopped at | why | peak memory of the largest (tree PSS / own RSS) | per process | wall time |\n\
@@ -830,7 +873,22 @@ fn scale_table(p: &ProgressBar) -> String {
         let mut stop: Option<Attempt> = None;
         for n in SCALE {
             p.set_message(format!("scale: {b}, {n} processes"));
-            let a = attempt(b, n);
+            let a = match &best {
+                // Start-up grows at least linearly with N: skip what cannot finish in time.
+                Some(prev) if predicted(prev, n) > CAP => Attempt {
+                    n,
+                    outcome: Err(format!(
+                        "not attempted: {} took {:.0} s, so {n} would take at least {:.0} s, past the {} s cap",
+                        prev.n,
+                        prev.outcome.as_ref().map_or(0.0, |d| d.as_secs_f64()),
+                        predicted(prev, n).as_secs_f64(),
+                        CAP.as_secs()
+                    )),
+                    peak_tree: 0,
+                    max_rss: 0,
+                },
+                _ => attempt(b, n),
+            };
             if p.is_hidden() {
                 eprintln!(
                     "scale: {b}: {n}: {:?}, tree {}",
