@@ -4,24 +4,27 @@
 mod scenarios;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use scenarios::{backends, baselines};
+use scenarios::{backends, baselines, per_iter};
 
 const INPUTS: [usize; 4] = [2, 8, 32, 64];
+/// Messages per timed run at least, whatever criterion asks for.
+const MIN: u64 = 5_000;
 
 fn fan_in(c: &mut Criterion) {
     let mut g = c.benchmark_group("fan_in");
     for k in INPUTS {
         for backend in backends() {
-            g.bench_with_input(
-                BenchmarkId::new(format!("cspnet-{backend}"), k),
-                &k,
-                |b, &k| {
-                    b.iter_custom(|n| scenarios::fan_in(backend, k, n.max(1)).unwrap().unwrap())
-                },
-            );
+            let id = BenchmarkId::new(format!("cspnet-{backend}"), k);
+            g.bench_with_input(id, &k, |b, &k| {
+                b.iter_custom(|iters| {
+                    per_iter(iters, MIN, |n| {
+                        scenarios::fan_in(backend, k, n).unwrap().unwrap()
+                    })
+                })
+            });
         }
         g.bench_with_input(BenchmarkId::new("crossbeam-select", k), &k, |b, &k| {
-            b.iter_custom(|n| baselines::crossbeam::fan_in(k, n.max(1)))
+            b.iter_custom(|iters| per_iter(iters, MIN, |n| baselines::crossbeam::fan_in(k, n)))
         });
     }
     g.finish();

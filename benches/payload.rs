@@ -4,29 +4,31 @@
 mod scenarios;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use scenarios::backends;
+use scenarios::{backends, per_iter};
 
 const SIZES: [usize; 5] = [8, 1 << 10, 64 << 10, 1 << 20, 16 << 20];
+
+/// Messages per timed run at least: about 4 MiB, between 2 and 1000 messages.
+fn min(size: usize) -> u64 {
+    ((4u64 << 20) / size as u64).clamp(2, 1_000)
+}
 
 fn payload(c: &mut Criterion) {
     let mut g = c.benchmark_group("payload");
     for size in SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         for backend in backends() {
-            g.bench_with_input(
-                BenchmarkId::new(format!("cspnet-{backend}"), size),
-                &size,
-                |b, &size| {
-                    b.iter_custom(|n| {
-                        scenarios::payload(backend, size, n.max(1))
-                            .unwrap()
-                            .unwrap()
+            let id = BenchmarkId::new(format!("cspnet-{backend}"), size);
+            g.bench_with_input(id, &size, |b, &size| {
+                b.iter_custom(|iters| {
+                    per_iter(iters, min(size), |n| {
+                        scenarios::payload(backend, size, n).unwrap().unwrap()
                     })
-                },
-            );
+                })
+            });
         }
         g.bench_with_input(BenchmarkId::new("clone", size), &size, |b, &size| {
-            b.iter_custom(|n| scenarios::clone_floor(size, n.max(1)))
+            b.iter_custom(|iters| per_iter(iters, min(size), |n| scenarios::clone_floor(size, n)))
         });
     }
     g.finish();

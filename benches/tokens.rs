@@ -4,41 +4,50 @@
 mod scenarios;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use scenarios::{backends, baselines};
+use scenarios::{backends, baselines, per_iter};
+use std::time::Duration;
 
 const RING: usize = 64;
 const TOKENS: [u64; 4] = [1, 4, 16, 63];
+/// Hops per timed run at least, whatever criterion asks for.
+const MIN: u64 = 20_000;
+
+/// `hops` hops shared by `tokens` tokens: runs `hops / tokens` (rounded up) each and scales the
+/// time to exactly `hops`.
+fn share(hops: u64, tokens: u64, run: impl FnOnce(u64) -> Duration) -> Duration {
+    let each = hops.div_ceil(tokens).max(1);
+    run(each).mul_f64(hops as f64 / (each * tokens) as f64)
+}
 
 fn tokens(c: &mut Criterion) {
     let mut g = c.benchmark_group("concurrent_tokens");
     g.throughput(Throughput::Elements(1));
     for t in TOKENS {
-        // Each token makes hops / t hops, so an iteration stays one hop whatever t is.
-        let per_token = move |hops: u64| hops.div_ceil(t).max(1);
-        let scale = move |hops: u64, d: std::time::Duration| {
-            d.mul_f64(hops.max(1) as f64 / (per_token(hops) * t) as f64)
-        };
         for backend in backends() {
-            g.bench_with_input(
-                BenchmarkId::new(format!("cspnet-{backend}"), t),
-                &t,
-                |b, &t| {
-                    b.iter_custom(|hops| {
-                        scale(
-                            hops,
-                            scenarios::tokens(backend, RING, t, per_token(hops))
-                                .unwrap()
-                                .unwrap(),
-                        )
+            let id = BenchmarkId::new(format!("cspnet-{backend}"), t);
+            g.bench_with_input(id, &t, |b, &t| {
+                b.iter_custom(|iters| {
+                    per_iter(iters, MIN, |h| {
+                        share(h, t, |e| {
+                            scenarios::tokens(backend, RING, t, e).unwrap().unwrap()
+                        })
                     })
-                },
-            );
+                })
+            });
         }
         g.bench_with_input(BenchmarkId::new("crossbeam-bounded0", t), &t, |b, &t| {
-            b.iter_custom(|hops| scale(hops, baselines::crossbeam::ring(RING, t, per_token(hops))))
+            b.iter_custom(|iters| {
+                per_iter(iters, MIN, |h| {
+                    share(h, t, |e| baselines::crossbeam::ring(RING, t, e))
+                })
+            })
         });
         g.bench_with_input(BenchmarkId::new("may-mpsc", t), &t, |b, &t| {
-            b.iter_custom(|hops| scale(hops, baselines::may::ring(RING, t, per_token(hops))))
+            b.iter_custom(|iters| {
+                per_iter(iters, MIN, |h| {
+                    share(h, t, |e| baselines::may::ring(RING, t, e))
+                })
+            })
         });
     }
     g.finish();

@@ -116,7 +116,7 @@ fn main() {
     ring.markdown(&mut md, num);
     let _ = writeln!(
         md,
-        "## Concurrent tokens\n\nT tokens at once in a ring of {TOKEN_RING}; million hops per second.\n\n\
+        "## Concurrent tokens\n\nT tokens at once in a ring of {TOKEN_RING}; million hops per second (higher is better).\n\n\
          ![hops per second against tokens](tokens.svg)\n"
     );
     tokens.markdown(&mut md, |v| num(1e3 / v));
@@ -588,7 +588,10 @@ fn farm_table(p: &ProgressBar, farm: Farm) -> Table {
 
 /// Each farm row's speedup over its own one-worker run.
 fn speedups(md: &mut String, t: &Table) {
-    let mut s = Table::new("speedup over 1 worker", t.columns.iter().copied());
+    let mut s = Table::new(
+        "speedup over 1 worker (higher is better)",
+        t.columns.iter().copied(),
+    );
     for row in &t.rows {
         let one = t.get(&row.name, 1.0);
         let cells = row

@@ -33,6 +33,14 @@ pub(crate) fn quick() -> criterion::Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
+/// For `iter_custom`: runs at least `min` units (however few iterations criterion asks for) and
+/// scales the time to `iters` units, so that a network's fixed cost around the timed part (the go
+/// and done messages of a ring, say) never weighs on a sample of a handful of iterations.
+pub(crate) fn per_iter(iters: u64, min: u64, run: impl FnOnce(u64) -> Duration) -> Duration {
+    let units = iters.max(min).max(1);
+    run(units).mul_f64(iters as f64 / units as f64)
+}
+
 /// The backends this build includes, in the docs' order.
 pub(crate) fn backends() -> impl Iterator<Item = Backend> {
     Backend::ALL.into_iter().filter(|b| b.is_available())
