@@ -57,7 +57,7 @@ fn main() {
         scale_child(&args[1..]);
     }
     let out = match args.as_slice() {
-        [] => PathBuf::from("docs"),
+        [] => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/docs")),
         [flag, dir] if flag == "--out" => PathBuf::from(dir),
         _ => {
             eprintln!("usage: bench_report [--out DIR]");
@@ -963,6 +963,7 @@ fn scale_table(p: &ProgressBar) -> String {
 fn run(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR")) // git describes this repository
         .output()
         .ok()
         .filter(|o| o.status.success())
