@@ -65,6 +65,7 @@ fn main() {
         }
     };
     let started = Instant::now();
+    let load_before = load();
     // One step per column of each table (each table adds its own), one per backend for scale.
     let progress = ProgressBar::new(Backend::ALL.len() as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -99,7 +100,7 @@ fn main() {
         ),
     ];
     let mut md = String::new();
-    header(&mut md, started.elapsed());
+    header(&mut md, started.elapsed(), &load_before);
     goals(&mut md, &ring, &pi, &mandelbrot);
     for (name, result) in &plots {
         if let Err(e) = result {
@@ -971,7 +972,14 @@ fn run(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn header(md: &mut String, took: Duration) {
+/// The 1-, 5- and 15-minute load averages, as the kernel prints them.
+fn load() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn header(md: &mut String, took: Duration, load_before: &str) {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -1007,7 +1015,12 @@ fn header(md: &mut String, took: Duration) {
          | commit | {}{} |\n\
          | date | {} |\n\
          | backends built in | {} |\n\
-         | this run took | {:.0} s |\n",
+         | this run took | {:.0} s |\n\
+         | load average (1, 5, 15 min) | {load_before} before, {} after |\n\n\
+         On a virtual machine a hand-off that wakes a thread or process on an idle virtual CPU \
+         costs far more than on a busy one, so the threads, processes and futex figures move with \
+         whatever else runs; within a table the backends and baselines take turns run by run, so \
+         their ratios hold better than the figures themselves.\n",
         TARGET.as_millis(),
         run("uname", &["-sr"]),
         run("rustc", &["-V"]),
@@ -1019,7 +1032,8 @@ fn header(md: &mut String, took: Duration) {
         },
         run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         built.join(", "),
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        load()
     );
 }
 
