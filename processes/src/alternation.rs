@@ -108,6 +108,14 @@ pub(crate) fn forget_waiter() {
     });
 }
 
+/// In a new child: set up this thread's waiter record now, so that the child's first blocking
+/// operation does not allocate (a child killed inside the allocator would break the whole heap,
+/// while one killed elsewhere in a critical section poisons only the channels it was changing).
+pub(crate) fn prepare_waiter() {
+    let mut l = segment().lock(&[]);
+    let _ = waiter_for(&mut l, 4);
+}
+
 /// Before a child exits: give the waiter record back to the heap.
 pub(crate) fn release_waiter() {
     WAITER.with(release);

@@ -32,3 +32,11 @@ use cspnet_core::ThreadSlot;
 pub fn set_segment_size(bytes: usize) -> bool {
     shm::request_size(bytes)
 }
+
+/// Test hook: takes the segment lock as an operation on `reader`'s channel would, runs `then`
+/// (which is expected never to return: the fault tests kill the process inside it), and unlocks.
+#[doc(hidden)]
+pub fn __hold_segment_lock<T>(reader: &Reader<T>, then: impl FnOnce()) {
+    let _lock = shm::segment().lock(&[reader.chan()]);
+    then();
+}

@@ -7,7 +7,7 @@
 //! the parent reaps it with `waitpid` on its pid, poisons those channels, and reports the crash.
 
 use crate::ThreadSlot;
-use crate::alternation::{forget_waiter, release_waiter};
+use crate::alternation::{forget_waiter, prepare_waiter, release_waiter};
 use crate::channel::{Role, census_drop, leave_held, poison_held};
 use crate::codec;
 use crate::exec::{self, ExecSpec};
@@ -346,6 +346,7 @@ pub(crate) fn child_setup(parent: libc::pid_t) {
         }
     }
     forget_waiter();
+    prepare_waiter();
 }
 
 fn child_main<T: Serialize + 'static>(

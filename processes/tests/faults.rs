@@ -1,0 +1,230 @@
+//! Faults: a child that panics, exits early, is killed, or dies holding the segment lock.
+//!
+//! Each test learns where its victim is through channels (no sleeps): the victim sends its pid on
+//! a buffered channel and then blocks in a rendezvous that nobody will complete. Afterwards the
+//! test checks that the victim was reaped (no zombie) and that nothing of ours is in /dev/shm.
+
+use cspnet_processes::{Channel, ChannelError, Outcome, parallel, process, spawn};
+use cspnet_core::Cause;
+
+/// The pid is gone: not our child any more (reaped) and not in /proc.
+fn assert_reaped(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid with WNOHANG on a pid; it fails with ECHILD once the child is reaped.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    assert_eq!(r, -1, "pid {pid} is still our child (a zombie or running)");
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ECHILD)
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} still exists"
+    );
+}
+
+fn assert_nothing_in_dev_shm() {
+    let ours: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("cspnet") || n.contains("ipc-channel"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(ours.is_empty(), "left in /dev/shm: {ours:?}");
+}
+
+/// Runs a victim that reports its pid, then blocks reading `x` (whose writer the test holds) while
+/// holding the writer of `y`; a bystander blocks reading `y` and reports what it got. `act` does
+/// something to the victim given its pid. Returns (the victim's failure cause, the bystander's
+/// read result, the result of writing on `x` afterwards, the pid).
+fn victim_scenario(
+    act: impl FnOnce(i32),
+    victim_body: fn() -> (),
+) -> (Cause, Outcome<u32>, Result<(), ChannelError>, i32) {
+    let go = Channel::<u32>::new();
+    let ready = Channel::<i32>::with_buffer(1);
+    let x = Channel::<u32>::new();
+    let y = Channel::<u32>::new();
+    let report = Channel::<Outcome<u32>>::with_buffer(1);
+    let (go_r, go_w) = (go.reader(), go.writer());
+    let (ready_r, ready_w) = (ready.reader(), ready.writer());
+    let (x_r, x_w) = (x.reader(), x.writer());
+    let (y_r, y_w) = (y.reader(), y.writer());
+    let (rep_r, rep_w) = (report.reader(), report.writer());
+    let handle = spawn([
+        process(move || {
+            let _holds = &y_w;
+            go_r.read()?; // the first blocking operation sets this process's waiter up
+            ready_w.write(std::process::id() as i32)?;
+            victim_body();
+            x_r.read()?; // blocks: the test never writes to x
+            Ok(0)
+        })
+        .named("victim"),
+        process(move || {
+            rep_w.write(y_r.read())?;
+            Ok(1)
+        })
+        .named("bystander"),
+    ]);
+    go_w.write(0).unwrap();
+    let pid = ready_r.read().unwrap();
+    act(pid);
+    let err = handle.join().expect_err("the victim must be reported");
+    assert_eq!(err.failures().len(), 1, "{err}");
+    assert_eq!(err.first().process(), "victim", "{err}");
+    assert!(err.to_string().contains("victim"), "{err}");
+    let bystander = rep_r.read().unwrap();
+    let after = x_w.write(5);
+    (err.first().cause().clone(), bystander, after, pid)
+}
+
+fn nothing() {}
+
+#[test]
+fn a_child_killed_in_a_rendezvous_poisons_its_channels_and_is_reported() {
+    let (cause, bystander, after, pid) = victim_scenario(
+        |pid| {
+            // SAFETY: kill on the pid of our own child.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        },
+        nothing,
+    );
+    assert_eq!(cause, Cause::Crashed("killed by signal 9 (SIGKILL)".into()));
+    assert_eq!(bystander, Err(ChannelError::Poisoned));
+    assert_eq!(after, Err(ChannelError::Poisoned));
+    assert_reaped(pid);
+    assert_nothing_in_dev_shm();
+}
+
+fn exit_3() {
+    std::process::exit(3);
+}
+
+#[test]
+fn a_child_that_exits_early_poisons_its_channels_and_is_reported() {
+    let (cause, bystander, after, pid) = victim_scenario(|_| {}, exit_3);
+    assert_eq!(
+        cause,
+        Cause::Crashed("exited with status 3 before reporting".into())
+    );
+    assert_eq!(bystander, Err(ChannelError::Poisoned));
+    assert_eq!(after, Err(ChannelError::Poisoned));
+    assert_reaped(pid);
+    assert_nothing_in_dev_shm();
+}
+
+fn panics() {
+    panic!("victim gave up");
+}
+
+#[test]
+fn a_child_that_panics_poisons_its_channels_and_is_reported() {
+    let (cause, bystander, after, pid) = victim_scenario(|_| {}, panics);
+    assert_eq!(cause, Cause::Panicked("victim gave up".into()));
+    assert_eq!(bystander, Err(ChannelError::Poisoned));
+    assert_eq!(after, Err(ChannelError::Poisoned));
+    assert_reaped(pid);
+    assert_nothing_in_dev_shm();
+}
+
+#[test]
+fn a_child_killed_while_holding_the_segment_lock_does_not_deadlock_the_rest() {
+    let held = Channel::<u32>::new();
+    let (held_r, held_w) = (held.reader(), held.writer());
+    let mut fds = [0; 2];
+    // SAFETY: pipe with a valid two-element array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (pipe_r, pipe_w) = (fds[0], fds[1]);
+    let handle = spawn([process(move || {
+        cspnet_processes::__hold_segment_lock(&held_r, || {
+            let pid = std::process::id().to_ne_bytes();
+            // SAFETY: writing our pid to the pipe's write end (no channel can be used while the
+            // lock is held), then waiting to be killed.
+            unsafe {
+                libc::write(pipe_w, pid.as_ptr().cast(), pid.len());
+                loop {
+                    libc::pause();
+                }
+            }
+        });
+        Ok(0u32)
+    })
+    .named("lock-holder")]);
+    let mut pid = [0u8; 4];
+    // SAFETY: reading four bytes into a valid buffer; they arrive once the child holds the lock.
+    assert_eq!(unsafe { libc::read(pipe_r, pid.as_mut_ptr().cast(), 4) }, 4);
+    let pid = u32::from_ne_bytes(pid) as i32;
+    // SAFETY: kill on the pid of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let err = handle.join().unwrap_err();
+    assert_eq!(err.first().process(), "lock-holder");
+    assert_eq!(
+        err.first().cause(),
+        &Cause::Crashed("killed by signal 9 (SIGKILL)".into())
+    );
+    // The channel it was changing is poisoned; everything else works.
+    assert_eq!(held_w.write(1), Err(ChannelError::Poisoned));
+    let fresh = Channel::<u32>::with_buffer(1);
+    let (fr, fw) = (fresh.reader(), fresh.writer());
+    fw.write(7).unwrap();
+    assert_eq!(fr.read(), Ok(7));
+    let out = parallel([process(|| Ok(1u32))]).unwrap();
+    assert_eq!(out, vec![Ok(1)]);
+    // SAFETY: closing the pipe fds we opened.
+    unsafe {
+        libc::close(pipe_r);
+        libc::close(pipe_w);
+    }
+    assert_reaped(pid);
+}
+
+#[test]
+fn a_payload_larger_than_the_heap_fails_at_the_writer() {
+    let c = Channel::<Vec<u8>>::with_buffer(1);
+    let (r, w) = (c.reader(), c.writer());
+    let huge = vec![0u8; 1 << 30];
+    match w.write(huge) {
+        Err(ChannelError::TooLarge { size, max }) => {
+            assert_eq!(size, 1 << 30);
+            assert!(max < size);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let e = ChannelError::TooLarge { size: 10, max: 5 };
+    assert!(e.to_string().contains("CSPNET_SHM_SIZE"), "{e}");
+    // A 16 MiB payload fits the default heap.
+    let big: Vec<u8> = (0..16 << 20).map(|i| i as u8).collect();
+    w.write(big.clone()).unwrap();
+    assert_eq!(r.read().unwrap(), big);
+}
+
+#[test]
+fn a_full_heap_makes_writers_wait_and_loses_nothing() {
+    // Eight 40 MiB values cannot all be in the 256 MiB heap at once: writers wait for frees.
+    const N: u32 = 8;
+    let c = Channel::<Vec<u8>>::with_buffer(N as usize);
+    let (r, w) = (c.reader(), c.writer());
+    let out = parallel([
+        process(move || {
+            for i in 0..N {
+                w.write(vec![i as u8; 40 << 20])?;
+            }
+            Ok(0)
+        }),
+        process(move || {
+            let mut sum = 0u32;
+            for v in &r {
+                let v = v?;
+                assert_eq!(v.len(), 40 << 20);
+                assert!(v.iter().all(|&b| b == v[0]));
+                sum += v[0] as u32;
+            }
+            Ok(sum)
+        }),
+    ])
+    .unwrap();
+    assert_eq!(out, vec![Ok(0), Ok((0..N).sum())]);
+}
