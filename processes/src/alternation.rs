@@ -67,7 +67,9 @@ impl Taken {
                 let bytes =
                     unsafe { std::slice::from_raw_parts(seg.ptr(slot.off), slot.len as usize) };
                 let value = codec::decode(bytes);
-                seg.lock(&[]).free(slot.off);
+                let mut l = seg.lock(&[]);
+                flush_deferred(&mut l);
+                l.free(slot.off);
                 value
             }
         }
@@ -78,6 +80,8 @@ impl Taken {
 struct WaiterCache {
     off: Cell<u64>,
     cap: Cell<u64>,
+    /// A small payload already read, freed at the next operation.
+    deferred: Cell<u64>,
 }
 
 impl Drop for WaiterCache {
@@ -88,16 +92,40 @@ impl Drop for WaiterCache {
 
 fn release(cache: &WaiterCache) {
     let off = cache.off.replace(NIL);
+    let deferred = cache.deferred.replace(NIL);
     cache.cap.set(0);
-    if off != NIL
+    if (off != NIL || deferred != NIL)
         && let Some(seg) = crate::shm::existing()
     {
-        seg.lock(&[]).free(off);
+        let mut l = seg.lock(&[]);
+        for o in [off, deferred] {
+            if o != NIL {
+                l.free(o);
+            }
+        }
+    }
+}
+
+/// Remembers a small payload to free at this thread's next operation (which takes the lock
+/// anyway), so that a committed read finishes without taking it.
+fn defer_free(off: u64) {
+    WAITER.with(|w| {
+        let old = w.deferred.replace(off);
+        debug_assert_eq!(old, NIL, "every operation frees the deferred payload first");
+    });
+}
+
+fn flush_deferred(l: &mut Locked) {
+    let off = WAITER.with(|w| w.deferred.replace(NIL));
+    if off != NIL {
+        l.free(off);
     }
 }
 
 thread_local! {
-    static WAITER: WaiterCache = const { WaiterCache { off: Cell::new(NIL), cap: Cell::new(0) } };
+    static WAITER: WaiterCache = const {
+        WaiterCache { off: Cell::new(NIL), cap: Cell::new(0), deferred: Cell::new(NIL) }
+    };
 }
 
 /// In a forked child: the inherited cache belongs to the parent's thread; forget it.
@@ -105,6 +133,7 @@ pub(crate) fn forget_waiter() {
     WAITER.with(|w| {
         w.off.set(NIL);
         w.cap.set(0);
+        w.deferred.set(NIL);
     });
 }
 
@@ -244,6 +273,7 @@ pub(crate) fn run(
     let mut offered: Vec<Option<Slot>> = vec![None; n];
     loop {
         let mut l = seg.lock(&chans);
+        flush_deferred(&mut l);
         if l.broken() {
             return Err(ChannelError::Poisoned);
         }
@@ -251,8 +281,10 @@ pub(crate) fn run(
             free_offered(&mut l, &mut offered);
             return Err(ChannelError::Poisoned);
         }
-        // Put the output guards' values in the heap, so a reader can take them.
+        // Put the output guards' values in the heap, so a reader can take them. Large values are
+        // copied with the lock released (the fresh allocation is ours alone until offered).
         let mut pending = false;
+        let mut copy_out_of_lock = Vec::new();
         for &i in order {
             if let Want::Write(bytes) = specs[i].want
                 && offered[i].is_none()
@@ -268,7 +300,11 @@ pub(crate) fn run(
                     }
                     Ok(None) => pending = true,
                     Ok(Some(off)) => {
-                        l.copy_in(off, bytes);
+                        if bytes.len() as u64 > SMALL {
+                            copy_out_of_lock.push((off, bytes));
+                        } else {
+                            l.copy_in(off, bytes);
+                        }
                         offered[i] = Some(Slot {
                             off,
                             len: bytes.len() as u64,
@@ -276,6 +312,17 @@ pub(crate) fn run(
                     }
                 }
             }
+        }
+        if !copy_out_of_lock.is_empty() {
+            drop(l);
+            for (off, bytes) in copy_out_of_lock {
+                // SAFETY: `off` is a fresh allocation of `bytes.len()` bytes that only this
+                // operation knows about (it is offered only once the loop comes round again).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), seg.ptr(off), bytes.len())
+                };
+            }
+            continue;
         }
         // Try every guard in order.
         for &i in order {
@@ -362,6 +409,36 @@ pub(crate) fn run(
             }
         }
 
+        let st = word.load(Ordering::Acquire);
+        if !timed_out && st == DONE {
+            // Committed: the committer unlinked our entries, so finish without the lock when
+            // nothing of ours is left in the heap but the value we were given.
+            let (i, got) = {
+                // SAFETY: our own waiter record; `chosen` and `got` were written before the
+                // state became DONE (release), which we read with acquire.
+                let rec = unsafe { &*(seg.ptr(w) as *const WaiterRec) };
+                (rec.chosen as usize, rec.got)
+            };
+            let others = offered
+                .iter()
+                .enumerate()
+                .any(|(k, s)| k != i && s.is_some());
+            if !others {
+                match specs[i].want {
+                    Want::Write(_) => return Ok(Fired::Guard(i, None)),
+                    Want::Read if got.len <= SMALL => {
+                        // SAFETY: the slot is ours now and `len` bytes long.
+                        let bytes = unsafe {
+                            std::slice::from_raw_parts(seg.ptr(got.off), got.len as usize)
+                                .to_vec()
+                        };
+                        defer_free(got.off);
+                        return Ok(Fired::Guard(i, Some(Taken::Local(bytes))));
+                    }
+                    Want::Read => {}
+                }
+            }
+        }
         let mut l = seg.lock(&chans);
         let st = if timed_out {
             match word.compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire) {

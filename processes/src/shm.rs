@@ -20,6 +20,8 @@ const MAGIC: u64 = u64::from_le_bytes(*b"cspnet01");
 /// How many channels one critical section can name for recovery before it names "all".
 const TOUCH: usize = 8;
 const TOUCH_ALL: u32 = u32::MAX;
+/// Tries before sleeping on a held segment lock.
+const SPINS: usize = 100;
 
 /// Environment variable: segment size in bytes (suffixes `k`, `m`, `g` accepted).
 pub(crate) const ENV_SIZE: &str = "CSPNET_SHM_SIZE";
@@ -362,8 +364,21 @@ impl Locked {
         debug_assert!(!self.held);
         let h = self.header();
         let lock = &h.lock as *const libc::pthread_mutex_t as *mut libc::pthread_mutex_t;
-        // SAFETY: the mutex was initialised process-shared and robust by `create`.
-        let r = unsafe { libc::pthread_mutex_lock(lock) };
+        // Spin briefly first: critical sections are short, and sleeping on a held lock costs two
+        // context switches.
+        let mut r = libc::EBUSY;
+        for _ in 0..SPINS {
+            // SAFETY: the mutex was initialised process-shared and robust by `create`.
+            r = unsafe { libc::pthread_mutex_trylock(lock) };
+            if r != libc::EBUSY {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        if r == libc::EBUSY {
+            // SAFETY: as above.
+            r = unsafe { libc::pthread_mutex_lock(lock) };
+        }
         self.held = true;
         if r == libc::EOWNERDEAD {
             self.recover();
@@ -523,7 +538,14 @@ impl Locked {
         }
         rec.chosen = guard;
         rec.got = got;
-        // Exactly one guard commits: the waiter leaves WAITING once.
+        let used = rec.used;
+        // Unlink the waiter's entries for it, so that it can finish without taking the lock.
+        for k in 0..used {
+            self.unlink(w + (WAITER_SIZE + k as usize * ENTRY_SIZE) as u64);
+        }
+        // Exactly one guard commits: the waiter leaves WAITING once (every transition happens
+        // under the lock, so this cannot fail after the check above; the CAS states the rule).
+        let rec = self.waiter(w);
         if rec
             .state
             .compare_exchange(WAITING, DONE, Ordering::AcqRel, Ordering::Relaxed)
