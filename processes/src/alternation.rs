@@ -318,9 +318,7 @@ pub(crate) fn run(
             for (off, bytes) in copy_out_of_lock {
                 // SAFETY: `off` is a fresh allocation of `bytes.len()` bytes that only this
                 // operation knows about (it is offered only once the loop comes round again).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), seg.ptr(off), bytes.len())
-                };
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), seg.ptr(off), bytes.len()) };
             }
             continue;
         }
@@ -429,8 +427,7 @@ pub(crate) fn run(
                     Want::Read if got.len <= SMALL => {
                         // SAFETY: the slot is ours now and `len` bytes long.
                         let bytes = unsafe {
-                            std::slice::from_raw_parts(seg.ptr(got.off), got.len as usize)
-                                .to_vec()
+                            std::slice::from_raw_parts(seg.ptr(got.off), got.len as usize).to_vec()
                         };
                         defer_free(got.off);
                         return Ok(Fired::Guard(i, Some(Taken::Local(bytes))));

@@ -428,6 +428,8 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 }
 
 type Report = Result<Vec<u8>, Cause>;
+/// A started child's pid and the channel handles to poison if it dies without reporting.
+type Reapable = (libc::pid_t, Vec<(u64, Role)>);
 
 /// Waits for every child, in whatever order they end, and collects their reports. A child whose
 /// channel closes without a report is reaped at once and its channels poisoned, so the rest of its
@@ -437,7 +439,7 @@ fn join_all(running: Vec<Running>) -> Vec<(Arc<str>, Report)> {
     let n = running.len();
     let mut reports: Vec<Option<Report>> = (0..n).map(|_| None).collect();
     let mut names = Vec::with_capacity(n);
-    let mut children: Vec<Option<(libc::pid_t, Vec<(u64, Role)>)>> = Vec::with_capacity(n);
+    let mut children: Vec<Option<Reapable>> = Vec::with_capacity(n);
     let mut ids = HashMap::new();
     let mut set = None;
     for (i, r) in running.into_iter().enumerate() {
