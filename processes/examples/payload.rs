@@ -83,7 +83,13 @@ fn main() {
     let copy = memcpy(size, count);
     let ipc = ipc_bytes(size, count);
     println!("{mib} MiB Vec<u8>, {count} messages, ns per message:");
-    println!("  cspnet-processes channel: {ours:>10.0}  ({:.2}x memcpy)", ours / copy);
+    println!(
+        "  cspnet-processes channel: {ours:>10.0}  ({:.2}x memcpy)",
+        ours / copy
+    );
     println!("  memcpy in one process:    {copy:>10.0}");
-    println!("  ipc-channel bytes:        {ipc:>10.0}  ({:.2}x memcpy)", ipc / copy);
+    println!(
+        "  ipc-channel bytes:        {ipc:>10.0}  ({:.2}x memcpy)",
+        ipc / copy
+    );
 }

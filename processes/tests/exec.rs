@@ -91,10 +91,16 @@ fn check_failures_are_reported() {
         .map(|f| (f.process(), f.cause()))
         .collect();
     assert_eq!(causes.len(), 3, "{err}");
-    assert_eq!(causes[0], ("p", &Cause::Panicked("re-executed and gave up".into())));
+    assert_eq!(
+        causes[0],
+        ("p", &Cause::Panicked("re-executed and gave up".into()))
+    );
     assert_eq!(
         causes[1],
-        ("e", &Cause::Crashed("exited with status 4 before reporting".into()))
+        (
+            "e",
+            &Cause::Crashed("exited with status 4 before reporting".into())
+        )
     );
     assert!(
         matches!(causes[2].1, Cause::CouldNotStart(m) if m.contains("not-registered")),
@@ -102,7 +108,10 @@ fn check_failures_are_reported() {
     );
     // An unstarted exec process's ends poison their channel.
     let w = c.writer();
-    drop(exec::<_, u64>("summer", (Channel::<u64>::new().reader(), w)));
+    drop(exec::<_, u64>(
+        "summer",
+        (Channel::<u64>::new().reader(), w),
+    ));
     assert_eq!(r.read(), Err(ChannelError::Poisoned));
 }
 
@@ -114,8 +123,14 @@ fn main() {
         .register("exits", exits)
         .init();
     let checks: [(&str, fn()); 3] = [
-        ("channel_ends_travel_as_arguments", check_channel_ends_travel_as_arguments),
-        ("arguments_environment_and_directory", check_arguments_environment_and_directory),
+        (
+            "channel_ends_travel_as_arguments",
+            check_channel_ends_travel_as_arguments,
+        ),
+        (
+            "arguments_environment_and_directory",
+            check_arguments_environment_and_directory,
+        ),
         ("failures_are_reported", check_failures_are_reported),
     ];
     let mut failed = 0;

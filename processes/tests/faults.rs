@@ -4,8 +4,8 @@
 //! a buffered channel and then blocks in a rendezvous that nobody will complete. Afterwards the
 //! test checks that the victim was reaped (no zombie) and that nothing of ours is in /dev/shm.
 
-use cspnet_processes::{Channel, ChannelError, Outcome, parallel, process, spawn};
 use cspnet_core::Cause;
+use cspnet_processes::{Channel, ChannelError, Outcome, parallel, process, spawn};
 
 /// The pid is gone: not our child any more (reaped) and not in /proc.
 fn assert_reaped(pid: i32) {
