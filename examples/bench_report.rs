@@ -815,7 +815,7 @@ fn attempt(backend: Backend, n: usize) -> Attempt {
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .chars()
-        .take(160)
+        .take(300)
         .collect::<String>();
     a.outcome = match (stopped, status) {
         (Some(why), _) => Err(why),
