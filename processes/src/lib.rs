@@ -90,6 +90,12 @@
 //! thread prints, `std::env` while another thread changes the environment, a library's global
 //! mutex. In a program with such threads, start processes with [`exec`] instead.
 //!
+//! A payload that serde cannot encode is a compile error, not a surprise at run time:
+//!
+//! ```compile_fail
+//! let ch = cspnet_processes::Channel::<std::rc::Rc<u32>>::new();
+//! ```
+//!
 //! | | threads | processes |
 //! | --- | --- | --- |
 //! | payload bounds | `Send + 'static` | `Serialize + DeserializeOwned + Send + 'static` |
