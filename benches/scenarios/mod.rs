@@ -3,8 +3,8 @@
 //! Each cspnet scenario takes the backend and returns `Run<Duration>`: `Err(BackendError)` when the
 //! backend is not built in, `Ok(Err(ProcessError))` when the network failed, else the time that the
 //! scenario's own comment says is timed. The raw baselines live in `baselines`.
+// Each bench uses its own part of this module.
 #![allow(dead_code)]
-// each bench uses its own part of this module
 // Each example file brings its own copy of examples/common, and the kernels are needed here too.
 #![allow(clippy::duplicate_mod)]
 
