@@ -3,7 +3,7 @@
 //! cspnet-threads.
 //!
 //! ```text
-//! cargo run -p cspnet-coroutines --release --example commstime -- [loops]
+//! cargo run -p cspnet-coroutines --release --example coroutines_commstime -- [loops]
 //! ```
 //!
 //! Each loop is four communications (Prefix->Delta, Delta->Successor, Successor->Prefix,

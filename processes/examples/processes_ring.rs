@@ -1,6 +1,6 @@
 //! Token ring on cspnet-processes (ns per hop) next to a futex ping-pong between two processes.
 //!
-//! `cargo run --release -p cspnet-processes --example ring -- [processes] [rounds]`
+//! `cargo run --release -p cspnet-processes --example processes_ring -- [processes] [rounds]`
 //! (defaults: 64 processes, 2000 rounds). Each hop of the ring is one rendezvous between two OS
 //! processes; the ping-pong is the physical floor: one process-shared futex wake and wait per hop.
 //! A raw futex ring of the same size is printed too: on a machine with fewer cores than processes

@@ -1,6 +1,6 @@
 //! Moving a 1 MiB `Vec<u8>` between two processes: our channel, a plain memcpy, ipc-channel bytes.
 //!
-//! `cargo run --release -p cspnet-processes --example payload -- [MiB] [messages]`
+//! `cargo run --release -p cspnet-processes --example processes_payload -- [MiB] [messages]`
 //! (defaults: 1 MiB, 500 messages). Times are per message, from the receiver's first to last
 //! receive, so process start-up is not counted. Both senders produce a fresh `Vec` per message
 //! (a channel write takes ownership of its value, so that is what a producer does with ours).

@@ -2,7 +2,7 @@
 //! cspnet-coroutines, on raw `may::sync::mpsc` channels, and on cspnet-threads; prints ns per hop.
 //!
 //! ```text
-//! cargo run -p cspnet-coroutines --release --example ring -- <processes> <hops> [coroutines|may|threads|all]
+//! cargo run -p cspnet-coroutines --release --example coroutines_ring -- <processes> <hops> [coroutines|may|threads|all]
 //! ```
 //!
 //! Each ring runs `RING_REPS` times (default 3); the ratios use the best run of each. The threads
