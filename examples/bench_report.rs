@@ -66,7 +66,7 @@ fn main() {
     };
     let started = Instant::now();
     let load_before = load();
-    // One step per column of each table (each table adds its own), one per backend for scale.
+    // Each table adds its own steps (sizing, then each round); scale has one per backend.
     let progress = ProgressBar::new(Backend::ALL.len() as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("a valid template")
@@ -291,33 +291,54 @@ impl Table {
         }
     }
 
-    /// Measures every member in every column. Within a column the members take turns, one timed
-    /// run each for [`REPS`] rounds, so that a change in the machine's load hits them alike; a
-    /// cell is the median of its runs, in nanoseconds per unit.
+    /// Measures every member in every column. After one untimed run of each cell (which sizes
+    /// it), every cell gets one timed run per round for [`REPS`] rounds, so that a change in the
+    /// machine's load hits all members and columns alike (ratios across a row, like a speedup, are
+    /// as fair as ratios down a column); a cell is the median of its runs, in nanoseconds per unit.
     fn measure(&mut self, p: &ProgressBar, size: impl Fn(f64) -> Size, members: Vec<Member>) {
-        p.inc_length(self.columns.len() as u64);
-        let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); members.len()];
-        for &column in &self.columns {
-            p.set_message(format!("{} {}", self.param, label(column)));
-            let timed: Vec<Timed> = members.iter().map(|(_, f)| f(column)).collect();
-            let mut units: Vec<Result<u64, String>> =
-                timed.iter().map(|t| calibrate(t, size(column))).collect();
-            let mut runs: Vec<Vec<f64>> = vec![Vec::new(); members.len()];
-            for _ in 0..REPS {
-                for (i, t) in timed.iter().enumerate() {
-                    let Ok(u) = units[i] else { continue };
+        p.inc_length(REPS as u64 + 1);
+        p.set_message(format!("{}: sizing the runs", self.param));
+        // timed[m][c], units[m][c], runs[m][c]
+        let timed: Vec<Vec<Timed>> = members
+            .iter()
+            .map(|(_, f)| self.columns.iter().map(|&c| f(c)).collect())
+            .collect();
+        let mut units: Vec<Vec<Result<u64, String>>> = timed
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .zip(&self.columns)
+                    .map(|(t, &c)| calibrate(t, size(c)))
+                    .collect()
+            })
+            .collect();
+        p.inc(1);
+        let mut runs: Vec<Vec<Vec<f64>>> =
+            vec![vec![Vec::new(); self.columns.len()]; members.len()];
+        for round in 1..=REPS {
+            p.set_message(format!("{}: round {round} of {REPS}", self.param));
+            for (m, row) in timed.iter().enumerate() {
+                for (c, t) in row.iter().enumerate() {
+                    let Ok(u) = units[m][c] else { continue };
                     let t = t.clone();
                     match guarded(move || t(u)) {
-                        Ok(d) => runs[i].push(d.as_nanos() as f64 / u as f64),
-                        Err(e) => units[i] = Err(e),
+                        Ok(d) => runs[m][c].push(d.as_nanos() as f64 / u as f64),
+                        Err(e) => units[m][c] = Err(e),
                     }
                 }
             }
-            for (i, u) in units.into_iter().enumerate() {
-                cells[i].push(u.map(|_| median(std::mem::take(&mut runs[i]))));
-            }
             p.inc(1);
         }
+        let cells: Vec<Vec<Cell>> = units
+            .into_iter()
+            .zip(runs)
+            .map(|(u, r)| {
+                u.into_iter()
+                    .zip(r)
+                    .map(|(u, r)| u.map(|_| median(r)))
+                    .collect()
+            })
+            .collect();
         for ((name, _), cells) in members.into_iter().zip(cells) {
             if p.is_hidden() {
                 // No terminal for the bar (CI, a pipe): a plain line per row instead.
