@@ -72,12 +72,8 @@ pub(crate) fn park(timeout: Option<Duration>) {
     if may::coroutine::is_coroutine() {
         match timeout {
             None => may::coroutine::park(),
-            // may keeps park timeouts in whole milliseconds and takes 0 as "no timeout", so a
-            // wait of less than 1 ms would never end: round up.
-            Some(d) => {
-                let ms = u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-                may::coroutine::park_timeout(Duration::from_millis(ms.max(1)))
-            }
+            // Not may's park_timeout: it can lose its wake-up (see timer.rs).
+            Some(d) => crate::timer::park_coroutine_timeout(d),
         }
     } else {
         match timeout {

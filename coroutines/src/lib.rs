@@ -125,6 +125,7 @@ mod channel;
 mod config;
 mod io;
 mod process;
+mod timer;
 
 pub use alternation::Alternation;
 pub use channel::{Channel, IntoIter, Iter, Reader, Writer};
