@@ -43,8 +43,10 @@ fn main() {
     let path = args.out.clone();
     let start = Instant::now();
     let out = common::finish(with_backend!(args.backend, csp => {
-        let rows = csp::Channel::<u32>::named("rows");
-        let pixels = csp::Channel::<(u32, Vec<u8>)>::named("pixels");
+        // Every row posted at once and a result slot per worker: workers never wait on the farmer
+        // or the collector, and the farmer is never woken to refill the queue.
+        let rows = csp::Channel::<u32>::with_buffer(height as usize);
+        let pixels = csp::Channel::<(u32, Vec<u8>)>::with_buffer(workers as usize);
         let mut procs = Vec::new();
         let rw = rows.writer();
         procs.push(

@@ -35,8 +35,11 @@ fn main() {
     let (workers, samples, batch) = (args.workers, args.samples, args.batch);
     let start = Instant::now();
     let out = common::finish(with_backend!(args.backend, csp => {
-        let jobs = csp::Channel::<(u64, u64)>::named("jobs");
-        let hits = csp::Channel::<u64>::named("hits");
+        // The farmer posts every job at once and leaves, and results queue a slot per worker: a
+        // worker never waits for the farmer or the collector, and the farmer is never woken to
+        // refill the queue (each wake-up takes a core from a worker).
+        let jobs = csp::Channel::<(u64, u64)>::with_buffer(samples.div_ceil(batch) as usize);
+        let hits = csp::Channel::<u64>::with_buffer(workers as usize);
         let mut procs = Vec::new();
         let jw = jobs.writer();
         procs.push(

@@ -131,8 +131,11 @@ pub(crate) fn pi_farm(backend: Backend, workers: u32, samples: u64, batch: u64) 
     let epoch = Instant::now();
     let jobs_total = pi_jobs(samples, batch).count();
     let out = with_backend!(backend, csp => {
-        let jobs = csp::Channel::<(u64, u64)>::named("jobs");
-        let hits = csp::Channel::<u64>::named("hits");
+        // The farmer posts every job at once, and results queue a slot per worker: a worker
+        // never waits for the farmer or the collector, and the farmer is never woken to refill
+        // the queue (on this VM each wake-up takes a core from a worker for tens of µs).
+        let jobs = csp::Channel::<(u64, u64)>::with_buffer(jobs_total);
+        let hits = csp::Channel::<u64>::with_buffer(workers as usize);
         let ready = csp::Channel::<u32>::named("ready");
         let mut procs = Vec::new();
         let (jw, rr) = (jobs.writer(), ready.reader());
@@ -251,8 +254,9 @@ pub(crate) fn mandelbrot_farm(
     let threads = cores();
     let epoch = Instant::now();
     let out = with_backend!(backend, csp => {
-        let jobs = csp::Channel::<u32>::named("jobs");
-        let pixels = csp::Channel::<(u32, Vec<u8>)>::named("pixels");
+        // Every job posted at once, a result slot per worker, as in the pi farm.
+        let jobs = csp::Channel::<u32>::with_buffer(jobs_total as usize);
+        let pixels = csp::Channel::<(u32, Vec<u8>)>::with_buffer(workers as usize);
         let ready = csp::Channel::<u32>::named("ready");
         let mut procs = Vec::new();
         let (jw, rr) = (jobs.writer(), ready.reader());
