@@ -180,6 +180,13 @@ impl fmt::Display for Cause {
 /// let e = ProcessError::new(vec![Failure::new("worker-3", Cause::Panicked("bad input".into()))]);
 /// assert_eq!(e.failures().len(), 1);
 /// assert_eq!(e.to_string(), "process 'worker-3' panicked: bad input");
+///
+/// // Display names the first three; `failures()` has every one.
+/// let many = ProcessError::new(
+///     (0..5).map(|i| Failure::new(format!("w{i}"), Cause::CouldNotStart("no".into()))).collect(),
+/// );
+/// assert!(many.to_string().ends_with("process 'w2' could not be started: no; and 2 more failed processes"));
+/// assert_eq!(many.failures().len(), 5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessError {
@@ -232,13 +239,23 @@ impl ProcessError {
     }
 }
 
+/// How many failures `Display` spells out; [`ProcessError::failures`] has them all.
+const SHOWN: usize = 3;
+
 impl fmt::Display for ProcessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, failure) in self.failures.iter().enumerate() {
+        for (i, failure) in self.failures.iter().take(SHOWN).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
             write!(f, "{failure}")?;
+        }
+        if self.failures.len() > SHOWN {
+            write!(
+                f,
+                "; and {} more failed processes",
+                self.failures.len() - SHOWN
+            )?;
         }
         Ok(())
     }

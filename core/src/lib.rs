@@ -22,5 +22,5 @@ pub use error::{Cause, ChannelError, Failure, Outcome, ProcessError, panic_messa
 pub use guard::{Fallback, Policy};
 pub use process::{
     ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,
-    end_dropped, flush_dropped_ends, run_body,
+    end_dropped, flush_dropped_ends, max_map_count, run_body,
 };

@@ -7,8 +7,8 @@ use cspnet_core::{
 };
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
 type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
 
@@ -152,21 +152,11 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// cache of up to 1,000 finished coroutines).
 const SPARE_MAPPINGS: usize = 8192;
 
-/// The kernel's limit on memory mappings (Linux `vm.max_map_count`), if there is one.
-fn max_map_count() -> Option<usize> {
-    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/vm/max_map_count")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
-}
-
 /// Counts a coroutine about to start, unless its stack would take the program past the kernel's
 /// mapping limit: there, mmap fails, and so would every allocation that needs a new mapping.
 fn reserve_coroutine() -> Result<(), Cause> {
     let live = LIVE.fetch_add(1, Ordering::AcqRel);
-    match max_map_count() {
+    match cspnet_core::max_map_count() {
         Some(max) if live >= coroutine_limit(max) => {
             LIVE.fetch_sub(1, Ordering::AcqRel);
             Err(Cause::CouldNotStart(format!(

@@ -7,6 +7,7 @@ use cspnet_core::{
 };
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
@@ -147,6 +148,40 @@ impl<T> fmt::Debug for Spawned<T> {
     }
 }
 
+/// Process threads alive now, counted against the kernel's mapping limit.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Mappings one thread takes: its stack and guard page, its signal stack and guard page.
+const MAPPINGS_PER_THREAD: usize = 4;
+/// Mappings left for everything else the program maps (heap arenas, libraries, files).
+const SPARE_MAPPINGS: usize = 8192;
+
+/// Counts a thread about to start, unless it would take the program past the kernel's mapping
+/// limit: there std aborts the whole program when the thread cannot get its signal stack.
+fn reserve_thread() -> Result<LiveThread, Cause> {
+    let live = LIVE.fetch_add(1, Ordering::AcqRel);
+    let reservation = LiveThread;
+    match cspnet_core::max_map_count() {
+        Some(max) if live >= max.saturating_sub(SPARE_MAPPINGS) / MAPPINGS_PER_THREAD => {
+            Err(Cause::CouldNotStart(format!(
+                "{live} process threads are running, and one more would take the program near \
+                 the kernel's limit of {max} memory mappings (each thread takes \
+                 {MAPPINGS_PER_THREAD}); raise it (`sysctl vm.max_map_count=..`), or use the \
+                 coroutines backend for networks this large"
+            )))
+        }
+        _ => Ok(reservation),
+    }
+}
+
+/// One counted process thread; dropping it (when the thread ends, or was never started) uncounts it.
+struct LiveThread;
+
+impl Drop for LiveThread {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
     let id = ProcessId::next();
     let name: Arc<str> = match p.name {
@@ -155,9 +190,15 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
     };
     let ctx = ProcessContext::new(id, Arc::clone(&name));
     let mut pending = Pending(Some(p.body));
+    let live = match reserve_thread() {
+        Ok(live) => live,
+        // Dropping `pending` poisons the channels its ends held, so the started processes end.
+        Err(cause) => return (name, Err(cause)),
+    };
     let started = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
+            let _live = live;
             let body = pending.0.take().expect("a process body runs once");
             run_body::<ThreadSlot, T>(ctx, body)
         })
