@@ -213,6 +213,34 @@ impl ProcessError {
         ProcessError { failures }
     }
 
+    /// The outcomes of a group of processes, in order, or an error naming every process that
+    /// failed: how `parallel`, `sequence` and `join` report, on every backend.
+    ///
+    /// ```
+    /// use cspnet_core::{Cause, ProcessError};
+    /// let ok = ProcessError::gather([("a", Ok(Ok(1))), ("b", Ok(Ok(2)))]);
+    /// assert_eq!(ok, Ok(vec![Ok(1), Ok(2)]));
+    /// let bad = ProcessError::gather([("a", Ok(Ok(1))), ("b", Err(Cause::Panicked("x".into())))]);
+    /// assert_eq!(bad.unwrap_err().first().process(), "b");
+    /// ```
+    pub fn gather<T, N: AsRef<str>>(
+        results: impl IntoIterator<Item = (N, Result<Outcome<T>, Cause>)>,
+    ) -> Result<Vec<Outcome<T>>, ProcessError> {
+        let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
+        for (name, result) in results {
+            match result {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(cause) => failures.push(Failure::new(name.as_ref(), cause)),
+            }
+        }
+        if failures.is_empty() {
+            Ok(outcomes)
+        } else {
+            Err(ProcessError::new(failures))
+        }
+    }
+
     /// Every failed process, in the order the processes were given.
     ///
     /// ```

@@ -2,8 +2,8 @@
 
 use crate::CoSlot;
 use cspnet_core::{
-    Cause, ContextSlot, Failure, Outcome, ProcessContext, ProcessError, ProcessId,
-    discard_unstarted, run_body,
+    Cause, ContextSlot, Outcome, ProcessContext, ProcessError, ProcessId, discard_unstarted,
+    run_body,
 };
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -234,9 +234,7 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
 
 fn join_all<T>(running: Vec<(Arc<str>, Started<T>)>) -> Result<Vec<Outcome<T>>, ProcessError> {
     crate::channel::flush();
-    let mut outcomes = Vec::with_capacity(running.len());
-    let mut failures = Vec::new();
-    for (name, started) in running {
+    ProcessError::gather(running.into_iter().map(|(name, started)| {
         let result = started.and_then(|handle| {
             // run_body catches every panic of the body, so a coroutine that ends without a
             // result was stopped by may itself: its stack overflowed into the guard page.
@@ -248,16 +246,8 @@ fn join_all<T>(running: Vec<(Arc<str>, Started<T>)>) -> Result<Vec<Outcome<T>>, 
                 )))
             })
         });
-        match result {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(cause) => failures.push(Failure::new(&*name, cause)),
-        }
-    }
-    if failures.is_empty() {
-        Ok(outcomes)
-    } else {
-        Err(ProcessError::new(failures))
-    }
+        (name, result)
+    }))
 }
 
 /// Runs the processes concurrently, each as a coroutine, and waits for all of them. Returns

@@ -498,23 +498,13 @@ fn join_all(running: Vec<Running>) -> Vec<(Arc<str>, Report)> {
 fn decode_all<T: DeserializeOwned>(
     reports: Vec<(Arc<str>, Report)>,
 ) -> Result<Vec<Outcome<T>>, ProcessError> {
-    let mut outcomes = Vec::with_capacity(reports.len());
-    let mut failures = Vec::new();
-    for (name, report) in reports {
+    ProcessError::gather(reports.into_iter().map(|(name, report)| {
         let decoded = report.and_then(|bytes| {
             codec::from_bytes::<Outcome<T>>(&bytes)
                 .map_err(|e| Cause::Crashed(format!("sent a result that does not decode: {e}")))
         });
-        match decoded {
-            Ok(o) => outcomes.push(o),
-            Err(c) => failures.push(Failure::new(&*name, c)),
-        }
-    }
-    if failures.is_empty() {
-        Ok(outcomes)
-    } else {
-        Err(ProcessError::new(failures))
-    }
+        (name, decoded)
+    }))
 }
 
 /// Runs the processes concurrently, each in its own OS process, and waits for all of them. Returns

@@ -2,8 +2,8 @@
 
 use crate::ThreadSlot;
 use cspnet_core::{
-    Cause, ContextSlot, Failure, Outcome, ProcessContext, ProcessError, ProcessId,
-    discard_unstarted, flush_dropped_ends, run_body,
+    Cause, ContextSlot, Outcome, ProcessContext, ProcessError, ProcessId, discard_unstarted,
+    flush_dropped_ends, run_body,
 };
 use std::fmt;
 use std::sync::Arc;
@@ -208,24 +208,14 @@ fn start_one<T: Send + 'static>(p: Process<T>) -> (Arc<str>, Started<T>) {
 
 fn join_all<T>(running: Vec<(Arc<str>, Started<T>)>) -> Result<Vec<Outcome<T>>, ProcessError> {
     flush_dropped_ends::<ThreadSlot>();
-    let mut outcomes = Vec::with_capacity(running.len());
-    let mut failures = Vec::new();
-    for (name, started) in running {
+    ProcessError::gather(running.into_iter().map(|(name, started)| {
         let result = started.and_then(|handle| {
             handle.join().unwrap_or_else(|_| {
                 Err(Cause::Panicked("the process runner itself panicked".into()))
             })
         });
-        match result {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(cause) => failures.push(Failure::new(&*name, cause)),
-        }
-    }
-    if failures.is_empty() {
-        Ok(outcomes)
-    } else {
-        Err(ProcessError::new(failures))
-    }
+        (name, result)
+    }))
 }
 
 /// Runs the processes concurrently, each on its own OS thread, and waits for all of them. Returns
