@@ -69,6 +69,39 @@ impl ChannelError {
     }
 }
 
+/// One step of iterating over a reader, shared by every backend: a value is yielded, retirement
+/// ends the stream quietly, and any other error (poison) is yielded once before the stream ends, so
+/// `?` in the loop passes it on. `done` remembers that the stream has ended.
+///
+/// ```
+/// use cspnet_core::{ChannelError, next_in_stream};
+/// let mut done = false;
+/// assert_eq!(next_in_stream(|| Ok(1), &mut done), Some(Ok(1)));
+/// assert_eq!(next_in_stream::<u8>(|| Err(ChannelError::Poisoned), &mut done), Some(Err(ChannelError::Poisoned)));
+/// assert_eq!(next_in_stream(|| Ok(2), &mut done), None); // ended: not read again
+/// let mut done = false;
+/// assert_eq!(next_in_stream::<u8>(|| Err(ChannelError::Retired), &mut done), None);
+/// ```
+pub fn next_in_stream<T>(
+    read: impl FnOnce() -> Result<T, ChannelError>,
+    done: &mut bool,
+) -> Option<Result<T, ChannelError>> {
+    if *done {
+        return None;
+    }
+    match read() {
+        Ok(v) => Some(Ok(v)),
+        Err(ChannelError::Retired) => {
+            *done = true;
+            None
+        }
+        Err(e) => {
+            *done = true;
+            Some(Err(e))
+        }
+    }
+}
+
 /// What a CSP process returns: a value, or the channel error that ended it.
 ///
 /// A process ending with `Err(ChannelError::Poisoned)` poisons the channel ends it still holds; one

@@ -18,7 +18,9 @@ mod process;
 pub mod suite;
 
 pub use deadline::Deadline;
-pub use error::{Cause, ChannelError, Failure, Outcome, ProcessError, panic_message};
+pub use error::{
+    Cause, ChannelError, Failure, Outcome, ProcessError, next_in_stream, panic_message,
+};
 pub use guard::{Fallback, Policy};
 pub use process::{
     ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,

@@ -850,7 +850,7 @@ impl<T> Iterator for Iter<'_, T> {
     type Item = Result<T, ChannelError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        next_value(self.reader, &mut self.done)
+        cspnet_core::next_in_stream(|| self.reader.read(), &mut self.done)
     }
 }
 
@@ -874,24 +874,7 @@ impl<T> Iterator for IntoIter<T> {
     type Item = Result<T, ChannelError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        next_value(&self.reader, &mut self.done)
-    }
-}
-
-fn next_value<T>(reader: &Reader<T>, done: &mut bool) -> Option<Result<T, ChannelError>> {
-    if *done {
-        return None;
-    }
-    match reader.read() {
-        Ok(v) => Some(Ok(v)),
-        Err(ChannelError::Retired) => {
-            *done = true;
-            None
-        }
-        Err(e) => {
-            *done = true;
-            Some(Err(e))
-        }
+        cspnet_core::next_in_stream(|| self.reader.read(), &mut self.done)
     }
 }
 
