@@ -1,7 +1,7 @@
 //! The guard vocabulary every alternation shares: choice policy, fair rotation, Skip/Timeout fallback.
 
+use crate::context::ContextSlot;
 use crate::deadline::Deadline;
-use crate::process::ContextSlot;
 use std::panic::Location;
 
 /// How an alternation chooses among several ready guards.
@@ -13,7 +13,8 @@ use std::panic::Location;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// Any ready guard (`select`): no promise about which.
+    /// Any ready guard (`select`), each ready guard as likely as the others, as Go's `select`:
+    /// the guards are tried in a fresh random order every time.
     Arbitrary,
     /// The first ready guard in the order given (`pri_select`).
     Priority,
@@ -23,8 +24,9 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// The order in which to offer `n` guards: given order, or rotated past the guard this call site
-    /// chose last time.
+    /// The order in which every engine tries `n` guards, and in which it registers them when it
+    /// has to wait: the order given (`pri_select`), rotated past the guard this call site chose last
+    /// time (`fair_select`), or a uniformly random permutation (`select`).
     ///
     /// ```
     /// use cspnet_core::{Policy, ThreadSlot};
@@ -32,13 +34,23 @@ impl Policy {
     /// assert_eq!(fair.order::<ThreadSlot>(3), vec![0, 1, 2]);
     /// fair.chose::<ThreadSlot>(3, 0);
     /// assert_eq!(fair.order::<ThreadSlot>(3), vec![1, 2, 0]);
+    ///
+    /// let mut any = Policy::Arbitrary.order::<ThreadSlot>(4);
+    /// any.sort();
+    /// assert_eq!(any, vec![0, 1, 2, 3]);
     /// ```
     pub fn order<S: ContextSlot>(self, n: usize) -> Vec<usize> {
         let start = match self {
             Policy::Fair(site) if n > 0 => S::with(|ctx| *ctx.rotation((*site, n))) % n,
             _ => 0,
         };
-        (0..n).map(|i| (start + i) % n).collect()
+        let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+        if self == Policy::Arbitrary {
+            // A full shuffle, not a random rotation: with three guards of which two are ready, a
+            // rotation would pick one of them twice as often as the other.
+            fastrand::shuffle(&mut order);
+        }
+        order
     }
 
     /// Records that guard `chosen` (of `n`) was chosen, so a fair alternation starts after it next time.
@@ -53,16 +65,6 @@ impl Policy {
         if let Policy::Fair(site) = self {
             S::with(|ctx| *ctx.rotation((*site, n)) = (chosen + 1) % n.max(1));
         }
-    }
-
-    /// Whether the policy needs a biased selector (one that tries operations in the order given).
-    ///
-    /// ```
-    /// assert!(!cspnet_core::Policy::Arbitrary.is_biased());
-    /// assert!(cspnet_core::Policy::Priority.is_biased());
-    /// ```
-    pub fn is_biased(self) -> bool {
-        !matches!(self, Policy::Arbitrary)
     }
 }
 

@@ -1,28 +1,62 @@
-//! What every cspnet backend shares: errors, deadlines, the guard vocabulary, the life of a process,
-//! and the conformance suite that defines "behaves the same".
+//! The public API of cspnet written once over a backend trait, and what every backend shares.
 //!
-//! Users do not depend on this crate directly: the `cspnet` facade and each backend re-export what
-//! they need from it.
+//! Users do not depend on this crate directly: each backend (`cspnet_threads`, `cspnet_processes`,
+//! `cspnet_coroutines`) re-exports these types under its own engine, and the `cspnet` facade
+//! re-exports the backends. What lives here:
+//!
+//! - **the seam**: [`Backend`] and [`Carries`], which each backend implements with its engine
+//!   (see [`backend`] for what an engine must provide);
+//! - **the surface**, once: [`Channel`], [`Reader`], [`Writer`], [`Iter`], [`IntoIter`],
+//!   [`Alternation`], [`Process`], [`Spawned`], [`process`], [`parallel`], [`sequence`],
+//!   [`spawn`], [`io`], [`current_process_id`], and [`backend_surface!`] that names them for a
+//!   backend;
+//! - **the rules**: the order guards are tried in ([`Policy`]), when a channel retires
+//!   ([`Membership`], [`ChannelState`]), when an alternation has nothing left to wait for
+//!   ([`live_guards`]), how a process's ends leave when it ends ([`run_body`]);
+//! - errors, the [`Deadline`] behind Skip and Timeout, and the [`suite`] that defines "behaves the
+//!   same".
+//!
+//! Code generic over backends names the trait and the payloads it needs, and names the backend
+//! once where nothing else pins it (here, on `parallel`):
 //!
 //! ```
-//! use cspnet_core::{ChannelError, Deadline};
-//! assert!(ChannelError::Poisoned.is_poisoned());
-//! assert_eq!(Deadline::Now.earliest(Deadline::Never), Deadline::Now);
+//! use cspnet_core::{Carries, Channel, parallel, process};
+//!
+//! fn squares<B: Carries<u64>>(n: u64) -> u64 {
+//!     let ch = Channel::<B, u64>::new();
+//!     let (w, r) = (ch.writer(), ch.reader());
+//!     let out = parallel::<B, _, _>([
+//!         process(move || { for i in 1..=n { w.write(i * i)?; } Ok(0) }),
+//!         process(move || { let mut s = 0; for v in r { s += v?; } Ok(s) }),
+//!     ])
+//!     .unwrap();
+//!     out[1].unwrap()
+//! }
+//! assert_eq!(squares::<cspnet_threads::Threads>(3), 1 + 4 + 9);
 //! ```
 #![warn(missing_docs)]
 
+mod alternation;
+pub mod backend;
+mod channel;
+mod context;
 mod deadline;
 mod error;
 mod guard;
 mod process;
 pub mod suite;
+mod surface;
 
+pub use alternation::Alternation;
+pub use backend::{Backend, Carries, ChannelState, GuardStatus, Membership, Role, live_guards};
+pub use channel::{Channel, IntoIter, Iter, Mobile, Reader, Writer};
+pub use context::{
+    ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,
+    end_dropped, flush_dropped_ends, max_map_count, run_body,
+};
 pub use deadline::Deadline;
 pub use error::{
     Cause, ChannelError, Failure, Outcome, ProcessError, next_in_stream, panic_message,
 };
 pub use guard::{Fallback, Policy};
-pub use process::{
-    ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,
-    end_dropped, flush_dropped_ends, max_map_count, run_body,
-};
+pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};

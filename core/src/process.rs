@@ -1,400 +1,293 @@
-//! The life of one CSP process: its id and name, the channel ends it leaves behind, and how it ends.
+//! Processes, written once over [`Carries`]: `process`, `parallel`, `sequence`, `spawn`, `Spawned`.
 //!
-//! # Why ends are deferred
-//!
-//! PyCSP poisons every channel end a process holds when the process ends with a poison error, and
-//! retires them when it ends normally. In Rust the ends live in the process closure's captures, and a
-//! `FnOnce` closure drops its captures *before* its result is visible to the caller. So inside a
-//! process, dropping an end does not leave the channel at once: the end is parked in the process's
-//! [`ProcessContext`], and it leaves (retires) at the process's next channel operation, or, if the
-//! process ends first, it is poisoned or retired according to how the process ended. Outside any
-//! process (for example in `main`), dropping an end retires it at once.
-//!
-//! Each backend keeps the current context where its processes can find it (a thread-local for OS
-//! threads and OS processes, a coroutine-local for coroutines) by implementing [`ContextSlot`].
+//! How a process starts and is waited for is the engine's ([`Carries::start`],
+//! [`Carries::join_all`]); what a group of processes means is this module's: `parallel` starts them
+//! all and waits for all, `sequence` runs them one after another and stops at the first failure,
+//! `spawn` returns at once with a [`Spawned`] that joins them (and that joins them when dropped, so
+//! no process outlives its handle).
 
-use crate::error::{Cause, ChannelError, Outcome, panic_message};
-use std::cell::RefCell;
-use std::collections::HashMap;
+use crate::backend::{Backend, Carries};
+use crate::context::{ContextSlot, ProcessContext, ProcessId};
+use crate::error::{Cause, Failure, Outcome, ProcessError};
 use std::fmt;
-use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// An identifier for a running CSP process, unique within the program (and, on the processes
-/// backend, across the OS processes of one network).
+/// A CSP process: a closure (or, on the processes backend, a re-executed program) that runs once
+/// given to [`parallel`], [`sequence`] or [`spawn`].
+///
+/// The body returns [`Outcome<T>`]: `?` on a channel operation ends the process with the channel's
+/// error. Ending with `Err(Poisoned)` poisons every channel end the process still holds; ending any
+/// other way retires them.
 ///
 /// ```
-/// use cspnet_core::ProcessId;
-/// let a = ProcessId::next();
-/// let b = ProcessId::next();
-/// assert_ne!(a, b);
-/// assert_eq!(ProcessId::new(7).as_u64(), 7);
+/// use cspnet_threads::{Channel, parallel, process};
+///
+/// let ch = Channel::<u32>::new();
+/// let w = ch.writer();
+/// let producer = process(move || {
+///     for i in 0..3 { w.write(i)?; }
+///     Ok(())
+/// })
+/// .named("producer");
+/// let r = ch.reader();
+/// let consumer = process(move || {
+///     for v in &r { v?; }
+///     Ok(())
+/// });
+/// assert_eq!(parallel([producer, consumer]).unwrap(), vec![Ok(()), Ok(())]);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ProcessId(u64);
+#[must_use = "a process runs only when given to parallel, sequence or spawn"]
+pub struct Process<B: Carries<T>, T> {
+    name: Option<String>,
+    start: B::Start,
+}
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Makes a CSP process from a closure.
+///
+/// ```
+/// let p = cspnet_threads::process(|| Ok(1 + 1));
+/// assert_eq!(cspnet_threads::parallel([p]).unwrap(), vec![Ok(2)]);
+/// ```
+pub fn process<B, T, F>(body: F) -> Process<B, T>
+where
+    B: Carries<T>,
+    F: FnOnce() -> Outcome<T> + Send + 'static,
+{
+    Process::from_start(B::closure(body))
+}
 
-impl ProcessId {
-    /// An id with the given value (for backends that compose ids, e.g. from an OS pid).
+impl<B: Carries<T>, T> Process<B, T> {
+    /// A process the engine starts its own way (the processes backend's `exec` makes these).
     ///
     /// ```
-    /// assert_eq!(cspnet_core::ProcessId::new(3).as_u64(), 3);
+    /// use cspnet_core::{Carries, Process};
+    /// use cspnet_threads::Threads;
+    /// let p = Process::<Threads, u8>::from_start(<Threads as Carries<u8>>::closure(|| Ok(1)));
+    /// assert_eq!(cspnet_core::parallel([p]).unwrap(), vec![Ok(1)]);
     /// ```
-    pub const fn new(id: u64) -> Self {
-        ProcessId(id)
+    pub fn from_start(start: B::Start) -> Self {
+        Process { name: None, start }
     }
 
-    /// A fresh id from the program-wide counter.
+    /// Names the process: the name appears in errors and failure reports (and, on threads, as the
+    /// thread's name).
     ///
     /// ```
-    /// assert!(cspnet_core::ProcessId::next().as_u64() > 0);
+    /// let p = cspnet_threads::process(|| -> cspnet_threads::Outcome<()> { panic!("oops") }).named("sink");
+    /// let err = cspnet_threads::parallel([p]).unwrap_err();
+    /// assert_eq!(err.first().process(), "sink");
     /// ```
-    pub fn next() -> Self {
-        ProcessId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
     }
 
-    /// The id as a number.
+    /// The engine's form of the process, for backends that add start options (the processes
+    /// backend's `arg`, `env` and `current_dir` for re-executed programs).
     ///
     /// ```
-    /// assert_eq!(cspnet_core::ProcessId::new(9).as_u64(), 9);
+    /// let mut p = cspnet_threads::process(|| Ok(1u8));
+    /// let _start = p.start_mut();
     /// ```
-    pub const fn as_u64(self) -> u64 {
-        self.0
+    pub fn start_mut(&mut self) -> &mut B::Start {
+        &mut self.start
+    }
+
+    /// The process's name, if it was given one.
+    ///
+    /// ```
+    /// assert_eq!(cspnet_threads::process(|| Ok(1)).named("p").name(), Some("p"));
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 }
 
-impl fmt::Display for ProcessId {
+impl<B: Carries<T>, T> fmt::Debug for Process<B, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
-
-/// How a channel end leaves its channel.
-///
-/// ```
-/// use cspnet_core::{ChannelError, Leave};
-/// assert_eq!(Leave::for_outcome::<()>(&Err(ChannelError::Poisoned)), Leave::Poison);
-/// assert_eq!(Leave::for_outcome(&Ok(1)), Leave::Retire);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leave {
-    /// The end retires: when it was the last reader (or writer), the channel is retired.
-    Retire,
-    /// The end poisons its channel on the way out.
-    Poison,
-}
-
-impl Leave {
-    /// How a process's remaining ends leave, given how its body ended.
-    ///
-    /// ```
-    /// use cspnet_core::{ChannelError, Leave};
-    /// assert_eq!(Leave::for_outcome::<u8>(&Err(ChannelError::Retired)), Leave::Retire);
-    /// ```
-    pub fn for_outcome<T>(outcome: &Outcome<T>) -> Leave {
-        match outcome {
-            Err(ChannelError::Poisoned) => Leave::Poison,
-            _ => Leave::Retire,
-        }
-    }
-}
-
-/// A channel end that has been dropped and still has to leave its channel.
-///
-/// Backends implement it for a small token holding their channel state and the end's role.
-///
-/// ```
-/// use cspnet_core::{Leave, LeavingEnd};
-///
-/// struct Noisy;
-/// impl LeavingEnd for Noisy {
-///     fn leave(self: Box<Self>, how: Leave) {
-///         println!("left with {how:?}");
-///     }
-/// }
-/// Box::new(Noisy).leave(Leave::Retire);
-/// ```
-pub trait LeavingEnd: Send {
-    /// Leave the channel.
-    fn leave(self: Box<Self>, how: Leave);
-}
-
-/// Everything cspnet keeps about the running CSP process.
-///
-/// ```
-/// use cspnet_core::{ProcessContext, ProcessId};
-/// let ctx = ProcessContext::new(ProcessId::new(1), "worker".into());
-/// assert_eq!(ctx.name(), "worker");
-/// assert_eq!(ctx.id(), ProcessId::new(1));
-/// ```
-pub struct ProcessContext {
-    id: ProcessId,
-    name: Arc<str>,
-    /// `false` for the implicit context of a thread that is not a CSP process: there, ends leave at
-    /// once because no process end will come to release them.
-    defers: bool,
-    deferred: Vec<Box<dyn LeavingEnd>>,
-    rotation: HashMap<(Location<'static>, usize), usize>,
-}
-
-impl ProcessContext {
-    /// The context of a CSP process.
-    ///
-    /// ```
-    /// let ctx = cspnet_core::ProcessContext::new(cspnet_core::ProcessId::next(), "p".into());
-    /// assert!(ctx.is_process());
-    /// ```
-    pub fn new(id: ProcessId, name: Arc<str>) -> Self {
-        ProcessContext {
-            id,
-            name,
-            defers: true,
-            deferred: Vec::new(),
-            rotation: HashMap::new(),
-        }
-    }
-
-    /// The implicit context of a thread that is not a CSP process (such as `main`).
-    ///
-    /// ```
-    /// let ctx = cspnet_core::ProcessContext::outside();
-    /// assert!(!ctx.is_process());
-    /// ```
-    pub fn outside() -> Self {
-        ProcessContext {
-            defers: false,
-            ..ProcessContext::new(ProcessId::next(), Arc::from("main"))
-        }
-    }
-
-    /// The process's id.
-    ///
-    /// ```
-    /// let ctx = cspnet_core::ProcessContext::new(cspnet_core::ProcessId::new(4), "p".into());
-    /// assert_eq!(ctx.id().as_u64(), 4);
-    /// ```
-    pub fn id(&self) -> ProcessId {
-        self.id
-    }
-
-    /// The process's name.
-    ///
-    /// ```
-    /// let ctx = cspnet_core::ProcessContext::new(cspnet_core::ProcessId::new(4), "sink".into());
-    /// assert_eq!(ctx.name(), "sink");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Whether this is a CSP process (rather than a thread outside any process).
-    ///
-    /// ```
-    /// assert!(!cspnet_core::ProcessContext::outside().is_process());
-    /// ```
-    pub fn is_process(&self) -> bool {
-        self.defers
-    }
-
-    /// Parks a dropped end until the next channel operation or the end of the process. Gives the end
-    /// back when it must leave now instead (outside any process).
-    ///
-    /// ```
-    /// use cspnet_core::{Leave, LeavingEnd, ProcessContext};
-    /// struct T;
-    /// impl LeavingEnd for T { fn leave(self: Box<Self>, _: Leave) {} }
-    /// let mut outside = ProcessContext::outside();
-    /// assert!(outside.defer(Box::new(T)).is_some());
-    /// ```
-    pub fn defer(&mut self, end: Box<dyn LeavingEnd>) -> Option<Box<dyn LeavingEnd>> {
-        if self.defers {
-            self.deferred.push(end);
-            None
-        } else {
-            Some(end)
-        }
-    }
-
-    /// Takes the parked ends (cheap when there are none).
-    ///
-    /// ```
-    /// let mut ctx = cspnet_core::ProcessContext::new(cspnet_core::ProcessId::new(1), "p".into());
-    /// assert!(ctx.take_deferred().is_empty());
-    /// ```
-    pub fn take_deferred(&mut self) -> Vec<Box<dyn LeavingEnd>> {
-        std::mem::take(&mut self.deferred)
-    }
-
-    /// The rotation offset that `fair_select` keeps for one call site and guard count.
-    ///
-    /// ```
-    /// let mut ctx = cspnet_core::ProcessContext::outside();
-    /// let key = (*std::panic::Location::caller(), 3);
-    /// *ctx.rotation(key) = 2;
-    /// assert_eq!(*ctx.rotation(key), 2);
-    /// ```
-    pub fn rotation(&mut self, key: (Location<'static>, usize)) -> &mut usize {
-        self.rotation.entry(key).or_insert(0)
-    }
-}
-
-impl fmt::Debug for ProcessContext {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessContext")
-            .field("id", &self.id)
+        f.debug_struct("Process")
+            .field("backend", &B::NAME)
             .field("name", &self.name)
-            .field("deferred_ends", &self.deferred.len())
             .finish()
     }
 }
 
-/// Where a backend keeps the context of the CSP process that is running now.
+/// Processes started by [`spawn`]; [`join`](Self::join) waits for them and gives back their results.
+///
+/// Dropping the handle without joining also waits (no process outlives its handle), and reports a
+/// failed process on standard error.
 ///
 /// ```
-/// use cspnet_core::{ContextSlot, ThreadSlot};
-/// let name = ThreadSlot::with(|ctx| ctx.name().to_owned());
-/// assert_eq!(name, "main");
+/// let handle = cspnet_threads::spawn([cspnet_threads::process(|| Ok("done"))]);
+/// assert_eq!(handle.join().unwrap(), vec![Ok("done")]);
 /// ```
-pub trait ContextSlot {
-    /// Runs `f` on the current context (the implicit outside context when no process is running).
-    /// `f` must not drop channel ends or call back into the slot.
-    fn with<R>(f: impl FnOnce(&mut ProcessContext) -> R) -> R;
-
-    /// Installs `ctx` as the current context and returns the one it replaces.
-    fn swap(ctx: Option<ProcessContext>) -> Option<ProcessContext>;
+#[must_use = "dropping a Spawned waits for its processes; call join to get their results"]
+pub struct Spawned<B: Carries<T>, T> {
+    names: Vec<Arc<str>>,
+    running: Vec<Result<B::Running, Cause>>,
 }
 
-thread_local! {
-    static CURRENT: RefCell<Option<ProcessContext>> = const { RefCell::new(None) };
-}
-
-/// A [`ContextSlot`] in a thread-local: right for backends where a CSP process never changes thread.
-///
-/// ```
-/// use cspnet_core::{ContextSlot, ThreadSlot};
-/// let a = ThreadSlot::with(|c| c.id());
-/// let b = ThreadSlot::with(|c| c.id());
-/// assert_eq!(a, b);
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ThreadSlot;
-
-impl ContextSlot for ThreadSlot {
-    fn with<R>(f: impl FnOnce(&mut ProcessContext) -> R) -> R {
-        CURRENT.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            f(slot.get_or_insert_with(ProcessContext::outside))
-        })
+impl<B: Carries<T>, T> Spawned<B, T> {
+    fn start(procs: impl IntoIterator<Item = Process<B, T>>) -> Self {
+        B::flush();
+        let (names, running) = procs.into_iter().map(start_one).unzip();
+        Spawned { names, running }
     }
 
-    fn swap(ctx: Option<ProcessContext>) -> Option<ProcessContext> {
-        CURRENT.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), ctx))
+    /// Waits for every process and returns their outcomes in the order given, or the failures (with
+    /// each failed process's name) once all have finished.
+    ///
+    /// ```
+    /// let h = cspnet_threads::spawn((0..3).map(|i| cspnet_threads::process(move || Ok(i))));
+    /// assert_eq!(h.join().unwrap(), vec![Ok(0), Ok(1), Ok(2)]);
+    /// ```
+    pub fn join(mut self) -> Result<Vec<Outcome<T>>, ProcessError> {
+        ProcessError::gather(self.finish())
     }
-}
 
-/// Called from a channel end's `Drop`: the end leaves now (poisoning, if the thread is unwinding
-/// from a panic), or is parked until the process's next operation or end.
-///
-/// ```
-/// use cspnet_core::{Leave, LeavingEnd, ThreadSlot, end_dropped};
-/// struct T;
-/// impl LeavingEnd for T { fn leave(self: Box<Self>, how: Leave) { assert_eq!(how, Leave::Retire) } }
-/// end_dropped::<ThreadSlot>(Box::new(T)); // outside a process: leaves at once
-/// ```
-pub fn end_dropped<S: ContextSlot>(end: Box<dyn LeavingEnd>) {
-    if std::thread::panicking() {
-        // A panicking process poisons what it holds, so the rest of the network shuts down.
-        end.leave(Leave::Poison);
-    } else if let Some(end) = S::with(|ctx| ctx.defer(end)) {
-        end.leave(Leave::Retire);
+    /// The names of the processes, in the order given.
+    ///
+    /// ```
+    /// let h = cspnet_threads::spawn([cspnet_threads::process(|| Ok(())).named("w")]);
+    /// assert_eq!(h.names(), ["w"]);
+    /// # h.join().unwrap();
+    /// ```
+    pub fn names(&self) -> Vec<&str> {
+        self.names.iter().map(|n| &**n).collect()
+    }
+
+    fn finish(&mut self) -> impl Iterator<Item = (Arc<str>, Result<Outcome<T>, Cause>)> {
+        B::flush();
+        let names = std::mem::take(&mut self.names);
+        let outcomes = B::join_all(std::mem::take(&mut self.running));
+        names.into_iter().zip(outcomes)
     }
 }
 
-/// Retires the ends the current process dropped since its last operation. Every channel operation
-/// calls this first, so a dropped end has left before its process can block.
-///
-/// ```
-/// cspnet_core::flush_dropped_ends::<cspnet_core::ThreadSlot>();
-/// ```
-#[inline]
-pub fn flush_dropped_ends<S: ContextSlot>() {
-    let ends = S::with(|ctx| {
-        if ctx.deferred.is_empty() {
-            Vec::new()
-        } else {
-            ctx.take_deferred()
+impl<B: Carries<T>, T> Drop for Spawned<B, T> {
+    fn drop(&mut self) {
+        if self.running.is_empty() {
+            return;
         }
-    });
-    leave_all(ends, Leave::Retire);
-}
-
-fn leave_all(ends: Vec<Box<dyn LeavingEnd>>, how: Leave) {
-    for end in ends {
-        end.leave(how);
+        let failures: Vec<Failure> = self
+            .finish()
+            .filter_map(|(name, r)| r.err().map(|cause| Failure::new(&*name, cause)))
+            .collect();
+        if !failures.is_empty() {
+            eprintln!(
+                "cspnet: a spawned process failed and its handle was never joined: {}",
+                ProcessError::new(failures)
+            );
+        }
     }
 }
 
-/// Runs a process body as the current CSP process: installs its context, catches a panic, and makes
-/// the ends it still holds leave according to how it ended (poison for `Err(Poisoned)` or a panic,
-/// retire otherwise). Returns the body's outcome, or the panic as a [`Cause`].
-///
-/// ```
-/// use cspnet_core::{ChannelError, ProcessContext, ProcessId, ThreadSlot, run_body};
-/// let ctx = ProcessContext::new(ProcessId::next(), "p".into());
-/// let out = run_body::<ThreadSlot, u32>(ctx, || Ok(3));
-/// assert_eq!(out, Ok(Ok(3)));
-/// let ctx = ProcessContext::new(ProcessId::next(), "q".into());
-/// let out = run_body::<ThreadSlot, u32>(ctx, || panic!("boom"));
-/// assert!(out.is_err());
-/// ```
-pub fn run_body<S: ContextSlot, T>(
-    ctx: ProcessContext,
-    body: impl FnOnce() -> Outcome<T>,
-) -> Result<Outcome<T>, Cause> {
-    let previous = S::swap(Some(ctx));
-    let result = catch_unwind(AssertUnwindSafe(body));
-    let mut ctx = S::swap(previous).expect("the process context was removed while it ran");
-    let how = match &result {
-        Ok(outcome) => Leave::for_outcome(outcome),
-        Err(_) => Leave::Poison,
+impl<B: Carries<T>, T> fmt::Debug for Spawned<B, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawned")
+            .field("backend", &B::NAME)
+            .field("processes", &self.names())
+            .finish()
+    }
+}
+
+/// Starts one process with a fresh id; an unnamed process is called `process-<id>`.
+fn start_one<B: Carries<T>, T>(p: Process<B, T>) -> (Arc<str>, Result<B::Running, Cause>) {
+    let id = B::next_id();
+    let name: Arc<str> = match p.name {
+        Some(n) => n.into(),
+        None => format!("process-{}", id.as_u64()).into(),
     };
-    leave_all(ctx.take_deferred(), how);
-    result.map_err(|payload| Cause::Panicked(panic_message(payload.as_ref())))
+    let started = B::start(ProcessContext::new(id, Arc::clone(&name)), p.start);
+    (name, started)
 }
 
-/// Makes never-started processes' captured ends poison their channels (used when starting a
-/// group fails part-way, so the processes that did start are not left waiting forever).
+/// Runs the processes concurrently and waits for all of them. Returns their outcomes in the order
+/// given; if any panicked, crashed or could not start, the error names every such process, and is
+/// returned only after all the others have finished.
 ///
 /// ```
-/// use cspnet_core::{ThreadSlot, discard_unstarted};
-/// discard_unstarted::<ThreadSlot, _>(vec![1, 2, 3]);
+/// use cspnet_threads::{parallel, process};
+/// let out = parallel((1..=3).map(|i| process(move || Ok(i * 10)))).unwrap();
+/// assert_eq!(out, vec![Ok(10), Ok(20), Ok(30)]);
 /// ```
-pub fn discard_unstarted<S: ContextSlot, B>(bodies: Vec<B>) {
-    let ctx = ProcessContext::new(ProcessId::next(), Arc::from("unstarted"));
-    let previous = S::swap(Some(ctx));
-    drop(bodies);
-    let mut ctx = S::swap(previous).expect("the process context was removed");
-    leave_all(ctx.take_deferred(), Leave::Poison);
+pub fn parallel<B, T, I>(procs: I) -> Result<Vec<Outcome<T>>, ProcessError>
+where
+    B: Carries<T>,
+    I: IntoIterator<Item = Process<B, T>>,
+{
+    Spawned::start(procs).join()
 }
 
-/// The kernel's limit on one program's memory mappings (Linux `vm.max_map_count`, 65530 by
-/// default), if the platform has one. Every thread stack or coroutine stack takes a few mappings,
-/// so this, not memory, caps how many processes a threads or coroutines network can have; past it
-/// the OS fails allocations (and std aborts the program when a thread cannot get its signal
-/// stack), so backends refuse a process with a clear error before reaching it.
+/// Runs the processes one after another, each starting when the previous one has ended. Stops at
+/// the first process that fails; the ones after it never run (their channel ends are poisoned).
 ///
 /// ```
-/// if let Some(limit) = cspnet_core::max_map_count() {
-///     assert!(limit > 0);
-/// }
+/// use cspnet_threads::{Channel, process, sequence};
+/// let log = Channel::<u32>::with_buffer(2);
+/// let (a, b, r) = (log.writer(), log.writer(), log.reader());
+/// sequence([
+///     process(move || a.write(1)),
+///     process(move || b.write(2)),
+/// ]).unwrap();
+/// assert_eq!((r.read(), r.read()), (Ok(1), Ok(2)));
 /// ```
-pub fn max_map_count() -> Option<usize> {
-    static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/vm/max_map_count")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
+pub fn sequence<B, T, I>(procs: I) -> Result<Vec<Outcome<T>>, ProcessError>
+where
+    B: Carries<T>,
+    I: IntoIterator<Item = Process<B, T>>,
+{
+    let mut outcomes = Vec::new();
+    let mut procs = procs.into_iter();
+    while let Some(p) = procs.next() {
+        match Spawned::start([p]).join() {
+            Ok(mut one) => outcomes.append(&mut one),
+            Err(e) => {
+                B::discard(procs.map(|p| p.start).collect());
+                return Err(e);
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Starts the processes and returns at once; the [`Spawned`] handle joins them.
+///
+/// ```
+/// use cspnet_threads::{Channel, process, spawn};
+/// let ch = Channel::<u32>::new();
+/// let w = ch.writer();
+/// let h = spawn([process(move || w.write(8))]);
+/// assert_eq!(ch.reader().read(), Ok(8));
+/// h.join().unwrap();
+/// ```
+pub fn spawn<B, T, I>(procs: I) -> Spawned<B, T>
+where
+    B: Carries<T>,
+    I: IntoIterator<Item = Process<B, T>>,
+{
+    Spawned::start(procs)
+}
+
+/// Runs a blocking call. On coroutines it runs on a helper thread while the calling coroutine is
+/// parked, so the other coroutines keep running; on threads and processes blocking is harmless
+/// and it runs in place. Code that calls it runs unchanged on every backend.
+///
+/// ```
+/// let n = cspnet_threads::io(|| std::fs::read_dir(".").map(|d| d.count()).unwrap_or(0));
+/// assert!(n > 0);
+/// ```
+pub fn io<B: Backend, R>(f: impl FnOnce() -> R) -> R {
+    B::flush();
+    B::io(f)
+}
+
+/// The id of the running CSP process (a thread outside any process has an id of its own).
+///
+/// ```
+/// let out = cspnet_threads::parallel([cspnet_threads::process(|| Ok(cspnet_threads::current_process_id()))]).unwrap();
+/// assert_ne!(out[0], Ok(cspnet_threads::current_process_id()));
+/// ```
+pub fn current_process_id<B: Backend>() -> ProcessId {
+    B::Slot::with(|ctx| ctx.id())
 }

@@ -1,8 +1,9 @@
-//! cspnet on OS threads: every CSP process is a thread, every channel a pair of crossbeam channels.
+//! cspnet on OS threads: every CSP process is a thread, every channel a crossbeam channel.
 //!
 //! This is the backend to start with: payloads need only `Send + 'static`, a process may block on
 //! anything, and a network of thousands of processes is fine. Use it through the facade
-//! (`use cspnet::threads as csp;`) so that switching backend is a one-line change.
+//! (`use cspnet::threads as csp;`) so that switching backend is a one-line change. The types are
+//! `cspnet_core`'s, written once for every backend, over this crate's engine [`Threads`].
 //!
 //! ```
 //! use cspnet_threads::{Channel, parallel, process};
@@ -30,10 +31,86 @@ mod alternation;
 mod channel;
 mod process;
 
-pub use alternation::Alternation;
-pub use channel::{Channel, IntoIter, Iter, Reader, Writer};
-pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
-pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};
-
 /// Threads keep the running process's context in a thread-local: a process never changes thread.
 use cspnet_core::ThreadSlot;
+use cspnet_core::{Cause, Deadline, Leave, ProcessContext, Role};
+
+/// The threads engine: crossbeam channels, crossbeam's select, one OS thread per process.
+///
+/// ```
+/// use cspnet_threads::{Channel, Threads};
+/// let ch: cspnet_core::Channel<Threads, u8> = Channel::<u8>::new();
+/// # drop(ch);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Threads;
+
+cspnet_core::backend_surface!(Threads, cspnet_threads);
+
+impl Backend for Threads {
+    const NAME: &'static str = "threads";
+    type Slot = ThreadSlot;
+    type Guard<'a> = alternation::Guard<'a>;
+
+    fn select(
+        guards: &mut [Self::Guard<'_>],
+        order: &[usize],
+        deadline: Deadline,
+    ) -> Result<Option<usize>, ChannelError> {
+        alternation::select(guards, order, deadline)
+    }
+}
+
+impl<T: Send + 'static> Carries<T> for Threads {
+    type Chan = channel::Raw<T>;
+    type Start = process::Body<T>;
+    type Running = process::Running<T>;
+
+    fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
+        channel::Raw::new(name, capacity)
+    }
+    fn join(chan: &Self::Chan, role: Role) {
+        chan.join(role);
+    }
+    fn leave(chan: &Self::Chan, role: Role, how: Leave) {
+        chan.leave(role, how);
+    }
+    fn poison(chan: &Self::Chan) {
+        chan.control.poison();
+    }
+    fn name(chan: &Self::Chan) -> Option<&str> {
+        chan.name()
+    }
+    fn state(chan: &Self::Chan) -> Result<(), ChannelError> {
+        chan.control.state().check()
+    }
+    #[inline]
+    fn read(chan: &Self::Chan) -> Result<T, ChannelError> {
+        chan.read()
+    }
+    #[inline]
+    fn write(chan: &Self::Chan, value: T) -> Result<(), ChannelError> {
+        chan.write(value)
+    }
+    fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
+        alternation::input(chan, slot)
+    }
+    fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
+        alternation::output(chan, slot)
+    }
+    fn closure<F>(body: F) -> Self::Start
+    where
+        F: FnOnce() -> Outcome<T> + Send + 'static,
+    {
+        Box::new(body)
+    }
+    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
+        process::start(ctx, start)
+    }
+    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
+        process::join_all(running)
+    }
+    fn discard(starts: Vec<Self::Start>) {
+        cspnet_core::discard_unstarted::<ThreadSlot, _>(starts);
+    }
+}
