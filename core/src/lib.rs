@@ -1,5 +1,5 @@
 //! What every cspnet backend shares: errors, deadlines, the guard vocabulary, the life of a process,
-//! and the conformance suite that defines "behaves the same".
+//! the waiter's claim-once state, and the conformance suite that defines "behaves the same".
 //!
 //! Users do not depend on this crate directly: the `cspnet` facade and each backend re-export what
 //! they need from it.
@@ -11,12 +11,15 @@
 //! ```
 #![warn(missing_docs)]
 
+mod claim;
 mod deadline;
 mod error;
 mod guard;
+mod loom;
 mod process;
 pub mod suite;
 
+pub use claim::{Claim, ClaimWord};
 pub use deadline::Deadline;
 pub use error::{
     Cause, ChannelError, Failure, Outcome, ProcessError, next_in_stream, panic_message,
