@@ -16,7 +16,8 @@
 //!
 //! Whoever wins the swap owns the outcome; everybody else backs off. The swap is `AcqRel`, so the
 //! value a counterpart put in the slot before claiming is visible to the waiter once it loads the
-//! word with `Acquire` and sees its guard fired.
+//! word with `Acquire` and sees its guard fired. The loom model at the end of this file checks that
+//! rule in every interleaving of two counterparts, an end of channel and a time-out.
 
 use crate::loom::{AtomicU32, Ordering};
 use std::fmt;
@@ -362,5 +363,164 @@ mod tests {
         use super::ClaimWord;
         assert_eq!(size_of::<ClaimWord>(), size_of::<u32>());
         assert_eq!(align_of::<ClaimWord>(), align_of::<u32>());
+    }
+}
+
+/// The claim protocol as the coroutines engine runs it, model-checked by loom in every
+/// interleaving (up to its preemption bound). Run it with
+/// `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p cspnet-core --release --lib claim`
+/// (see `.ci/run`; without the variable the bound is 3 too).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::{Claim, ClaimWord};
+    use loom::cell::UnsafeCell;
+    use loom::sync::atomic::Ordering;
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    /// What each counterpart offers, by channel (and guard: the waiter's guard `c` is on channel `c`).
+    const VALUES: [u32; 2] = [10, 20];
+
+    /// One channel's state behind its lock: the waiter's entry (its guard index) while queued,
+    /// and whether the channel has ended.
+    struct Queue {
+        entry: Option<u32>,
+        ended: bool,
+    }
+
+    /// An alternation blocked on two channels: its claim word and one value slot per guard, and
+    /// the two channels' queues.
+    struct Net {
+        word: ClaimWord,
+        slots: [UnsafeCell<Option<u32>>; 2],
+        chans: [Mutex<Queue>; 2],
+    }
+
+    // SAFETY: a slot is touched by a counterpart only under its channel's lock while the entry
+    // for it is queued, and by the waiter only once claimed (the entry is gone from its queue):
+    // exactly what loom checks below, since loom's cell reports any unsynchronised access.
+    unsafe impl Sync for Net {}
+
+    impl Net {
+        /// The waiter registered on both channels, its guard `c` on channel `c`, as it is
+        /// before it sleeps.
+        fn registered() -> Net {
+            let queue = |c| Queue {
+                entry: Some(c),
+                ended: false,
+            };
+            Net {
+                word: ClaimWord::new(),
+                slots: [UnsafeCell::new(None), UnsafeCell::new(None)],
+                chans: [Mutex::new(queue(0)), Mutex::new(queue(1))],
+            }
+        }
+
+        /// A writer arriving on channel `c` (coroutines' `try_put`): under the channel's lock,
+        /// puts its value in the entry's slot, then claims; takes the value back if the claim
+        /// fails. `Err` gives back the value it kept.
+        fn offer(&self, c: usize, value: u32) -> Result<(), u32> {
+            let mut queue = self.chans[c].lock().unwrap();
+            if queue.ended {
+                return Err(value);
+            }
+            let Some(index) = queue.entry.take() else {
+                return Err(value);
+            };
+            let slot = &self.slots[index as usize];
+            // SAFETY: the entry was queued and we hold its channel's lock.
+            slot.with_mut(|s| unsafe { *s = Some(value) });
+            if self.word.claim(Claim::Fired(index)) {
+                return Ok(());
+            }
+            // SAFETY: as above; claimed elsewhere, the waiter never reads this slot.
+            let back = slot.with_mut(|s| unsafe { (*s).take() });
+            Err(back.expect("the value just put there"))
+        }
+
+        /// The end of channel `c` (poison or retirement): dequeues the entry and claims with
+        /// `Ended`. `true` if this claim won.
+        fn end(&self, c: usize) -> bool {
+            let mut queue = self.chans[c].lock().unwrap();
+            queue.ended = true;
+            queue.entry.take().is_some() && self.word.claim(Claim::Ended)
+        }
+
+        /// The waiter at its deadline: claims itself, loads the outcome, takes the winning slot's
+        /// value without any lock (as a plain read does, so only the claim's ordering makes the
+        /// value visible), then removes its entries. Returns whether its own claim won, the
+        /// outcome, and the value it got.
+        fn time_out(&self) -> (bool, Claim, Option<u32>) {
+            let timed_out = self.word.claim(Claim::TimedOut);
+            let outcome = self.word.load(Ordering::Acquire);
+            let got = match outcome {
+                // SAFETY: the claimer dequeued this guard's entry, so nobody else touches the slot.
+                Claim::Fired(i) => self.slots[i as usize].with_mut(|s| unsafe { (*s).take() }),
+                _ => None,
+            };
+            for chan in &self.chans {
+                chan.lock().unwrap().entry = None;
+            }
+            (timed_out, outcome, got)
+        }
+    }
+
+    #[test]
+    fn exactly_one_claim_wins_and_no_value_is_lost_or_doubled() {
+        let mut builder = loom::model::Builder::new();
+        // LOOM_MAX_PREEMPTIONS overrides this; unbounded, the model takes far too long.
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(|| {
+            let net = Arc::new(Net::registered());
+            let writers: Vec<_> = (0..2)
+                .map(|c| {
+                    let net = Arc::clone(&net);
+                    thread::spawn(move || net.offer(c, VALUES[c]))
+                })
+                .collect();
+            let ender = {
+                let net = Arc::clone(&net);
+                thread::spawn(move || net.end(1))
+            };
+            let (timed_out, outcome, got) = net.time_out();
+            let offers: Vec<Result<(), u32>> =
+                writers.into_iter().map(|w| w.join().unwrap()).collect();
+            let ended = ender.join().unwrap();
+
+            let wins = offers.iter().filter(|o| o.is_ok()).count()
+                + usize::from(ended)
+                + usize::from(timed_out);
+            assert_eq!(
+                wins, 1,
+                "exactly one claim succeeds: {outcome:?} {offers:?}"
+            );
+            assert_eq!(net.word.load(Ordering::Relaxed), outcome);
+            match outcome {
+                Claim::Fired(i) => {
+                    let (i, other) = (i as usize, 1 - i as usize);
+                    assert_eq!(got, Some(VALUES[i]), "the waiter got guard {i}'s value");
+                    assert_eq!(offers[i], Ok(()));
+                    assert_eq!(
+                        offers[other],
+                        Err(VALUES[other]),
+                        "the loser kept its value"
+                    );
+                }
+                Claim::Ended | Claim::TimedOut => {
+                    assert_eq!(ended, outcome == Claim::Ended);
+                    assert_eq!(timed_out, outcome == Claim::TimedOut);
+                    assert_eq!(got, None);
+                    assert_eq!(offers, [Err(VALUES[0]), Err(VALUES[1])]);
+                }
+                Claim::Waiting => panic!("the waiter stopped waiting unclaimed"),
+            }
+            for slot in &net.slots {
+                // SAFETY: every thread has been joined.
+                let left = slot.with(|s| unsafe { *s });
+                assert_eq!(left, None, "no value left in a slot");
+            }
+        });
     }
 }
