@@ -1,5 +1,6 @@
 //! What every cspnet backend shares: errors, deadlines, the guard vocabulary, the life of a process,
-//! the waiter's claim-once state, and the conformance suite that defines "behaves the same".
+//! the waiter's claim-once state, the budget against the kernel's mapping limit, and the
+//! conformance suite that defines "behaves the same".
 //!
 //! Users do not depend on this crate directly: the `cspnet` facade and each backend re-export what
 //! they need from it.
@@ -11,6 +12,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod budget;
 mod claim;
 mod deadline;
 mod error;
@@ -19,6 +21,7 @@ mod loom;
 mod process;
 pub mod suite;
 
+pub use budget::{MappingBudget, Reservation, max_map_count};
 pub use claim::{Claim, ClaimWord};
 pub use deadline::Deadline;
 pub use error::{
@@ -27,5 +30,5 @@ pub use error::{
 pub use guard::{Fallback, Policy};
 pub use process::{
     ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,
-    end_dropped, flush_dropped_ends, max_map_count, run_body,
+    end_dropped, flush_dropped_ends, run_body,
 };
