@@ -182,7 +182,9 @@ macro_rules! __cspnet_processes {
 #[macro_export]
 macro_rules! __cspnet_processes {
     ($csp:ident, $body:block) => {
-        ::core::result::Result::Err($crate::BackendError::Unsupported($crate::Backend::Processes))
+        ::core::result::Result::Err($crate::BackendError::Unsupported(
+            $crate::Backend::Processes,
+        ))
     };
 }
 
