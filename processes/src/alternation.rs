@@ -372,8 +372,11 @@ pub(crate) fn run(
             rec.state.store(WAITING, Ordering::Relaxed);
             rec.used = 0;
         }
+        // Register in the policy's order: a matcher walks a queue from its head, so when two
+        // guards wait on the same channel the one registered first is the one it commits.
         let mut used = 0u64;
-        for (i, spec) in specs.iter().enumerate() {
+        for &i in order {
+            let spec = &specs[i];
             let c = spec.chan;
             if state(&l, c) != OPEN {
                 continue;
