@@ -5,6 +5,11 @@
 //! block's header and footer) inside the region: a process that attaches to the same bytes sees the same
 //! heap. It takes no lock; the caller holds the segment's process-shared lock around every call. The
 //! layout and the rover rules, with a diagram, are in `heap/README.md` beside this file.
+//!
+//! The allocator (`NextFit`) touches only the 8-byte words of the region header and the block tags,
+//! through the `Words` trait. The public [`Heap`] is `NextFit` over a `&mut [u8]` (what the unit
+//! tests, the property test and Miri exercise); the segment runs the same code over atomic words
+//! in shared memory, so it never needs a `&mut [u8]` over payloads other processes are reading.
 
 use std::fmt;
 
@@ -52,7 +57,7 @@ const MAX_REGION: usize = 1 << 47;
 /// # Ok::<(), cspnet_processes::heap::HeapError>(())
 /// ```
 pub struct Heap<'a> {
-    region: &'a mut [u8],
+    core: NextFit<&'a mut [u8]>,
 }
 
 /// A payload that can never fit in the heap, however much is freed: it is larger than
@@ -125,15 +130,262 @@ fn tag(size: usize, used: bool) -> u64 {
     TAG_MAGIC | size as u64 | if used { USED } else { 0 }
 }
 
-/// The length of `region` that the heap uses.
-fn usable_len(region: &[u8]) -> usize {
-    region.len().min(MAX_REGION)
+/// The length of a region of `len` bytes that the heap uses.
+fn usable_len(len: usize) -> usize {
+    len.min(MAX_REGION)
 }
 
 /// The offset just past the last block: the largest offset `≡ 8 (mod 16)` that is `<= len`, so that
 /// every block header sits at `8 (mod 16)` and every payload at `0 (mod 16)`.
 fn end_of(len: usize) -> usize {
     ((len - TAG) & !(ALIGN - 1)) + TAG
+}
+
+/// Where a heap keeps its words: the only access the allocator needs to its region.
+///
+/// The allocator reads and writes nothing but the 8-byte words of its region header and of the
+/// block tags (never a payload byte), at offsets that are multiples of 8. [`Heap`] keeps them in a
+/// byte slice; the shared segment keeps them in atomics (`shm.rs`), so that no process ever holds
+/// a `&mut [u8]` over payload bytes that another process is reading at the same time.
+pub(crate) trait Words {
+    /// The region's length in bytes.
+    fn len(&self) -> usize;
+    /// The word at byte offset `at`.
+    fn load(&self, at: usize) -> u64;
+    /// Sets the word at byte offset `at`.
+    fn store(&mut self, at: usize, value: u64);
+}
+
+impl Words for &mut [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn load(&self, at: usize) -> u64 {
+        let mut bytes = [0; TAG];
+        bytes.copy_from_slice(&self[at..at + TAG]);
+        u64::from_le_bytes(bytes)
+    }
+
+    fn store(&mut self, at: usize, value: u64) {
+        self[at..at + TAG].copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// The next-fit allocator over any [`Words`]: what [`Heap`] is over a byte slice, and what the
+/// segment uses over its shared memory. All of its state is in the words.
+pub(crate) struct NextFit<W> {
+    words: W,
+}
+
+impl<W: Words> NextFit<W> {
+    /// Writes an empty heap into `words` (see [`Heap::format`]).
+    pub(crate) fn format(words: W) -> NextFit<W> {
+        assert!(
+            words.len() >= Heap::MIN_REGION,
+            "a heap region needs at least {} bytes, got {}",
+            Heap::MIN_REGION,
+            words.len()
+        );
+        let len = usable_len(words.len());
+        let mut heap = NextFit { words };
+        heap.set_word(0, MAGIC);
+        heap.set_word(OFF_LEN, len as u64);
+        heap.set_rover(FIRST);
+        let end = heap.end();
+        heap.set_block(FIRST, end - FIRST, false);
+        heap
+    }
+
+    /// Views words that [`format`](Self::format) formatted (see [`Heap::attach`]).
+    pub(crate) fn attach(words: W) -> NextFit<W> {
+        assert!(
+            words.len() >= Heap::MIN_REGION,
+            "a heap region needs at least {} bytes, got {}",
+            Heap::MIN_REGION,
+            words.len()
+        );
+        let len = usable_len(words.len());
+        let heap = NextFit { words };
+        assert!(
+            heap.word(0) == MAGIC && heap.word(OFF_LEN) == len as u64,
+            "the region is not a formatted heap of {len} bytes"
+        );
+        heap
+    }
+
+    /// See [`Heap::alloc`].
+    pub(crate) fn alloc(&mut self, size: usize) -> Result<Option<usize>, HeapError> {
+        let largest_possible = self.max_alloc();
+        if size > largest_possible {
+            return Err(HeapError {
+                requested: size,
+                largest_possible,
+            });
+        }
+        let need = round_up(size) + OVERHEAD;
+        let rover = self.rover_header();
+        let mut at = rover;
+        loop {
+            let (block, used) = self.header(at);
+            if !used && block >= need {
+                let next = if block - need >= OVERHEAD {
+                    self.set_block(at, need, true);
+                    self.set_block(at + need, block - need, false);
+                    at + need
+                } else {
+                    self.set_block(at, block, true);
+                    self.wrap(at + block)
+                };
+                self.set_rover(next);
+                return Ok(Some(at + TAG));
+            }
+            at = self.wrap(at + block);
+            if at == rover {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// See [`Heap::free`].
+    pub(crate) fn free(&mut self, offset: usize) {
+        // Always checked: a bad free would corrupt a heap other processes share, and the check
+        // reads two words that free reads anyway.
+        assert!(
+            self.is_live(offset),
+            "Heap::free({offset}): not a live block of this heap (never allocated, already freed, \
+             or not the offset alloc returned)"
+        );
+        let mut at = offset - TAG;
+        let (mut size, _) = self.header(at);
+        // Mark the block free before merging, so the header left inside a merged block reads "free" and
+        // a second free of the same offset is caught.
+        self.set_block(at, size, false);
+        let right = at + size;
+        if right < self.end() {
+            let (right_size, right_used) = self.header(right);
+            if !right_used {
+                size += right_size;
+            }
+        }
+        if at > FIRST {
+            let (left_size, left_used) = self.decode(at - TAG);
+            if !left_used {
+                at -= left_size;
+                size += left_size;
+            }
+        }
+        self.set_block(at, size, false);
+        let rover = self.rover_header();
+        if at < rover && rover < at + size {
+            self.set_rover(at);
+        }
+    }
+
+    /// See [`Heap::max_alloc`].
+    pub(crate) fn max_alloc(&self) -> usize {
+        self.end() - FIRST - OVERHEAD
+    }
+
+    /// See [`Heap::rover`].
+    fn rover(&self) -> usize {
+        self.rover_header() + TAG
+    }
+
+    /// See [`Heap::blocks`].
+    fn blocks(&self) -> impl Iterator<Item = Block> + '_ {
+        let end = self.end();
+        let mut at = FIRST;
+        std::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let (size, used) = self.header(at);
+            let block = Block {
+                offset: at + TAG,
+                capacity: size - OVERHEAD,
+                used,
+            };
+            at += size;
+            Some(block)
+        })
+    }
+
+    // Private helpers: words, tags and the rover.
+
+    fn word(&self, at: usize) -> u64 {
+        self.words.load(at)
+    }
+
+    fn set_word(&mut self, at: usize, value: u64) {
+        self.words.store(at, value);
+    }
+
+    /// The offset just past the last block.
+    fn end(&self) -> usize {
+        end_of(usable_len(self.words.len()))
+    }
+
+    /// The header offset of the block after one ending at `at`: `at` itself, or the first block if `at`
+    /// is the end.
+    fn wrap(&self, at: usize) -> usize {
+        if at == self.end() { FIRST } else { at }
+    }
+
+    fn rover_header(&self) -> usize {
+        self.word(OFF_ROVER) as usize
+    }
+
+    fn set_rover(&mut self, at: usize) {
+        self.set_word(OFF_ROVER, at as u64);
+    }
+
+    /// Decodes the header or footer word at `word`. Always checks the tag's magic and a minimal size: a
+    /// corrupt tag would otherwise send a walk into a loop or out of the heap while every process waits
+    /// on the caller's lock.
+    fn decode(&self, word: usize) -> (usize, bool) {
+        let value = self.word(word);
+        let size = (value & !TAG_MAGIC_MASK & !(ALIGN as u64 - 1)) as usize;
+        assert!(
+            value & TAG_MAGIC_MASK == TAG_MAGIC && size >= OVERHEAD,
+            "heap corrupted: bad block tag {value:#018x} at offset {word}"
+        );
+        (size, value & USED != 0)
+    }
+
+    /// Size and in-use bit of the block whose header is at `at`.
+    fn header(&self, at: usize) -> (usize, bool) {
+        self.decode(at)
+    }
+
+    /// Writes header and footer of a block of `size` bytes at `at`.
+    fn set_block(&mut self, at: usize, size: usize, used: bool) {
+        let value = tag(size, used);
+        self.set_word(at, value);
+        self.set_word(at + size - TAG, value);
+    }
+
+    /// Whether `offset` is the payload offset of an allocated block: on the block grid, inside the
+    /// heap, with a used header and a matching footer. Never panics.
+    fn is_live(&self, offset: usize) -> bool {
+        let end = self.end();
+        if offset < FIRST + TAG || offset > end - TAG || (offset - TAG - FIRST) % ALIGN != 0 {
+            return false;
+        }
+        let at = offset - TAG;
+        let value = self.word(at);
+        let size = (value & !TAG_MAGIC_MASK & !(ALIGN as u64 - 1)) as usize;
+        value & TAG_MAGIC_MASK == TAG_MAGIC
+            && value & USED != 0
+            && size >= OVERHEAD
+            && size <= end - at
+            && self.word(at + size - TAG) == value
+    }
+
+    /// Whether `offset..offset + len` lies in the payload of a live block.
+    pub(crate) fn fits_block(&self, offset: usize, len: usize) -> bool {
+        self.is_live(offset) && len <= self.header(offset - TAG).0 - OVERHEAD
+    }
 }
 
 impl<'a> Heap<'a> {
@@ -172,20 +424,9 @@ impl<'a> Heap<'a> {
     /// assert!(heap.max_alloc() > 900);
     /// ```
     pub fn format(region: &'a mut [u8]) -> Heap<'a> {
-        assert!(
-            region.len() >= Self::MIN_REGION,
-            "a heap region needs at least {} bytes, got {}",
-            Self::MIN_REGION,
-            region.len()
-        );
-        let len = usable_len(region);
-        let mut heap = Heap { region };
-        heap.set_word(0, MAGIC);
-        heap.set_word(OFF_LEN, len as u64);
-        heap.set_rover(FIRST);
-        let end = heap.end();
-        heap.set_block(FIRST, end - FIRST, false);
-        heap
+        Heap {
+            core: NextFit::format(region),
+        }
     }
 
     /// Views a region that [`Heap::format`] formatted, possibly in another process at another address.
@@ -208,19 +449,9 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn attach(region: &'a mut [u8]) -> Heap<'a> {
-        assert!(
-            region.len() >= Self::MIN_REGION,
-            "a heap region needs at least {} bytes, got {}",
-            Self::MIN_REGION,
-            region.len()
-        );
-        let len = usable_len(region);
-        let heap = Heap { region };
-        assert!(
-            heap.word(0) == MAGIC && heap.word(OFF_LEN) == len as u64,
-            "the region is not a formatted heap of {len} bytes"
-        );
-        heap
+        Heap {
+            core: NextFit::attach(region),
+        }
     }
 
     /// Allocates `size` bytes by next fit: the search starts at the rover, walks the blocks in address
@@ -249,35 +480,7 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn alloc(&mut self, size: usize) -> Result<Option<usize>, HeapError> {
-        let largest_possible = self.max_alloc();
-        if size > largest_possible {
-            return Err(HeapError {
-                requested: size,
-                largest_possible,
-            });
-        }
-        let need = round_up(size) + OVERHEAD;
-        let rover = self.rover_header();
-        let mut at = rover;
-        loop {
-            let (block, used) = self.header(at);
-            if !used && block >= need {
-                let next = if block - need >= OVERHEAD {
-                    self.set_block(at, need, true);
-                    self.set_block(at + need, block - need, false);
-                    at + need
-                } else {
-                    self.set_block(at, block, true);
-                    self.wrap(at + block)
-                };
-                self.set_rover(next);
-                return Ok(Some(at + TAG));
-            }
-            at = self.wrap(at + block);
-            if at == rover {
-                return Ok(None);
-            }
-        }
+        self.core.alloc(size)
     }
 
     /// Frees a block that [`Heap::alloc`] returned, merging it with a free neighbour on either side so
@@ -302,37 +505,7 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn free(&mut self, offset: usize) {
-        // Always checked: a bad free would corrupt a heap other processes share, and the check
-        // reads two words that free reads anyway.
-        assert!(
-            self.is_live(offset),
-            "Heap::free({offset}): not a live block of this heap (never allocated, already freed, \
-             or not the offset alloc returned)"
-        );
-        let mut at = offset - TAG;
-        let (mut size, _) = self.header(at);
-        // Mark the block free before merging, so the header left inside a merged block reads "free" and
-        // a second free of the same offset is caught.
-        self.set_block(at, size, false);
-        let right = at + size;
-        if right < self.end() {
-            let (right_size, right_used) = self.header(right);
-            if !right_used {
-                size += right_size;
-            }
-        }
-        if at > FIRST {
-            let (left_size, left_used) = self.decode(at - TAG);
-            if !left_used {
-                at -= left_size;
-                size += left_size;
-            }
-        }
-        self.set_block(at, size, false);
-        let rover = self.rover_header();
-        if at < rover && rover < at + size {
-            self.set_rover(at);
-        }
+        self.core.free(offset);
     }
 
     /// The largest size [`Heap::alloc`] can ever satisfy: the payload of the single free block of an
@@ -348,7 +521,7 @@ impl<'a> Heap<'a> {
     /// assert_eq!(heap.max_alloc(), 4096 - 48);
     /// ```
     pub fn max_alloc(&self) -> usize {
-        self.end() - FIRST - OVERHEAD
+        self.core.max_alloc()
     }
 
     /// Payload bytes in free blocks now: the sum of their capacities, headers and footers excluded.
@@ -416,10 +589,10 @@ impl<'a> Heap<'a> {
     /// ```
     pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         assert!(
-            self.fits_block(offset, len),
+            self.core.fits_block(offset, len),
             "Heap::bytes({offset}, {len}): not inside a live block"
         );
-        &self.region[offset..offset + len]
+        &self.core.words[offset..offset + len]
     }
 
     /// The payload bytes `region[offset..offset + len]` of an allocated block, to write.
@@ -442,10 +615,10 @@ impl<'a> Heap<'a> {
     /// ```
     pub fn bytes_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
         assert!(
-            self.fits_block(offset, len),
+            self.core.fits_block(offset, len),
             "Heap::bytes_mut({offset}, {len}): not inside a live block"
         );
-        &mut self.region[offset..offset + len]
+        &mut self.core.words[offset..offset + len]
     }
 
     /// The payload offset of the block where the next [`Heap::alloc`] starts its search (the rover).
@@ -463,7 +636,7 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn rover(&self) -> usize {
-        self.rover_header() + TAG
+        self.core.rover()
     }
 
     /// Every block in address order, used and free, from the first to the last. For diagnostics and
@@ -483,99 +656,7 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn blocks(&self) -> impl Iterator<Item = Block> + '_ {
-        let end = self.end();
-        let mut at = FIRST;
-        std::iter::from_fn(move || {
-            if at >= end {
-                return None;
-            }
-            let (size, used) = self.header(at);
-            let block = Block {
-                offset: at + TAG,
-                capacity: size - OVERHEAD,
-                used,
-            };
-            at += size;
-            Some(block)
-        })
-    }
-
-    // Private helpers: words, tags and the rover.
-
-    fn word(&self, at: usize) -> u64 {
-        let mut bytes = [0; TAG];
-        bytes.copy_from_slice(&self.region[at..at + TAG]);
-        u64::from_le_bytes(bytes)
-    }
-
-    fn set_word(&mut self, at: usize, value: u64) {
-        self.region[at..at + TAG].copy_from_slice(&value.to_le_bytes());
-    }
-
-    /// The offset just past the last block.
-    fn end(&self) -> usize {
-        end_of(usable_len(self.region))
-    }
-
-    /// The header offset of the block after one ending at `at`: `at` itself, or the first block if `at`
-    /// is the end.
-    fn wrap(&self, at: usize) -> usize {
-        if at == self.end() { FIRST } else { at }
-    }
-
-    fn rover_header(&self) -> usize {
-        self.word(OFF_ROVER) as usize
-    }
-
-    fn set_rover(&mut self, at: usize) {
-        self.set_word(OFF_ROVER, at as u64);
-    }
-
-    /// Decodes the header or footer word at `word`. Always checks the tag's magic and a minimal size: a
-    /// corrupt tag would otherwise send a walk into a loop or out of the heap while every process waits
-    /// on the caller's lock.
-    fn decode(&self, word: usize) -> (usize, bool) {
-        let value = self.word(word);
-        let size = (value & !TAG_MAGIC_MASK & !(ALIGN as u64 - 1)) as usize;
-        assert!(
-            value & TAG_MAGIC_MASK == TAG_MAGIC && size >= OVERHEAD,
-            "heap corrupted: bad block tag {value:#018x} at offset {word}"
-        );
-        (size, value & USED != 0)
-    }
-
-    /// Size and in-use bit of the block whose header is at `at`.
-    fn header(&self, at: usize) -> (usize, bool) {
-        self.decode(at)
-    }
-
-    /// Writes header and footer of a block of `size` bytes at `at`.
-    fn set_block(&mut self, at: usize, size: usize, used: bool) {
-        let value = tag(size, used);
-        self.set_word(at, value);
-        self.set_word(at + size - TAG, value);
-    }
-
-    /// Whether `offset` is the payload offset of an allocated block: on the block grid, inside the
-    /// heap, with a used header and a matching footer. Never panics.
-    fn is_live(&self, offset: usize) -> bool {
-        let end = self.end();
-        if offset < FIRST + TAG || offset > end - TAG || (offset - TAG - FIRST) % ALIGN != 0 {
-            return false;
-        }
-        let at = offset - TAG;
-        let value = self.word(at);
-        let size = (value & !TAG_MAGIC_MASK & !(ALIGN as u64 - 1)) as usize;
-        value & TAG_MAGIC_MASK == TAG_MAGIC
-            && value & USED != 0
-            && size >= OVERHEAD
-            && size <= end - at
-            && self.word(at + size - TAG) == value
-    }
-
-    /// Whether `offset..offset + len` lies in the payload of a live block.
-    fn fits_block(&self, offset: usize, len: usize) -> bool {
-        self.is_live(offset) && len <= self.header(offset - TAG).0 - OVERHEAD
+        self.core.blocks()
     }
 }
 
