@@ -8,9 +8,9 @@
 //! ipc-channel, and exits.
 
 use crate::ThreadSlot;
-use crate::alternation::release_waiter;
 use crate::channel::{Role, leave_held, recording_serialized};
 use crate::codec;
+use crate::engine::release_waiter;
 use crate::process::{Child, Msg, Process, child_setup, describe};
 use crate::shm::{self, segment};
 use cspnet_core::{Cause, Leave, Outcome, ProcessContext, ProcessId, run_body};

@@ -107,6 +107,7 @@
 mod alternation;
 mod channel;
 mod codec;
+mod engine;
 mod exec;
 mod futex;
 pub mod heap;
@@ -140,6 +141,6 @@ pub fn set_segment_size(bytes: usize) -> bool {
 /// (which is expected never to return: the fault tests kill the process inside it), and unlocks.
 #[doc(hidden)]
 pub fn __hold_segment_lock<T>(reader: &Reader<T>, then: impl FnOnce()) {
-    let _lock = shm::segment().lock(&[reader.chan()]);
+    let _lock = engine::lock(&[reader.chan()]);
     then();
 }

@@ -7,9 +7,9 @@
 //! the parent reaps it with `waitpid` on its pid, poisons those channels, and reports the crash.
 
 use crate::ThreadSlot;
-use crate::alternation::{forget_waiter, prepare_waiter, release_waiter};
 use crate::channel::{Role, census_drop, leave_held, poison_held};
 use crate::codec;
+use crate::engine::{forget_waiter, prepare_waiter, release_waiter};
 use crate::exec::{self, ExecSpec};
 use crate::shm::segment;
 use cspnet_core::{
