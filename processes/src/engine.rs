@@ -534,14 +534,6 @@ fn take(l: &mut Locked, slot: Slot) -> Taken {
     }
 }
 
-fn free_offered(l: &mut Locked, offered: &mut [Option<Slot>]) {
-    for s in offered.iter_mut() {
-        if let Some(s) = s.take() {
-            free(l, s.off);
-        }
-    }
-}
-
 /// Runs one operation: commits exactly one guard of `specs` (tried in `order`), or fires the
 /// fallback at `deadline` when no guard became ready.
 pub(crate) fn run(
@@ -549,203 +541,401 @@ pub(crate) fn run(
     order: &[usize],
     deadline: Deadline,
 ) -> Result<Fired, ChannelError> {
-    let seg = segment();
-    let n = specs.len();
-    let chans: Vec<u64> = specs.iter().map(|s| s.chan).collect();
-    let mut offered: Vec<Option<Slot>> = vec![None; n];
+    let mut op = Operation::new(specs, order, deadline);
     loop {
-        let mut l = lock(&chans);
-        flush_deferred(&mut l);
-        if l.broken() {
-            return Err(ChannelError::Poisoned);
-        }
-        if chans.iter().any(|&c| state(&l, c) == POISONED) {
-            free_offered(&mut l, &mut offered);
-            return Err(ChannelError::Poisoned);
-        }
-        // Put the output guards' values in the heap, so a reader can take them. Large values are
-        // copied with the lock released (the fresh allocation is ours alone until offered).
-        let mut pending = false;
-        let mut copy_out_of_lock = Vec::new();
-        for &i in order {
-            if let Want::Write(bytes) = specs[i].want
-                && offered[i].is_none()
-                && state(&l, specs[i].chan) == OPEN
-            {
-                match l.alloc(bytes.len()) {
-                    Err(e) => {
-                        free_offered(&mut l, &mut offered);
-                        return Err(ChannelError::TooLarge {
-                            size: e.requested,
-                            max: e.largest_possible,
-                        });
-                    }
-                    Ok(None) => pending = true,
-                    Ok(Some(off)) => {
-                        let slot = Slot {
-                            off,
-                            len: bytes.len() as u64,
-                        };
-                        if slot.len > SMALL {
-                            copy_out_of_lock.push((slot, bytes));
-                        } else {
-                            l.seg().write_payload(slot, bytes);
-                        }
-                        offered[i] = Some(slot);
-                    }
-                }
-            }
-        }
-        if !copy_out_of_lock.is_empty() {
-            drop(l);
-            for (slot, bytes) in copy_out_of_lock {
-                // The fresh allocation is ours alone: it is offered only once the loop comes
-                // round again.
+        op.lock();
+        op.check_poison()?;
+        let offer = op.offer()?;
+        if !offer.copy_outside.is_empty() {
+            // Large values are copied with the lock released: each fresh allocation is ours
+            // alone until it is offered, which happens only once the loop comes round again.
+            op.unlock();
+            let seg = segment();
+            for (slot, bytes) in offer.copy_outside {
                 seg.write_payload(slot, bytes);
             }
             continue;
         }
-        // Try every guard in order.
-        for &i in order {
-            let c = specs[i].chan;
-            match specs[i].want {
+        if let Some(fired) = op.try_guards() {
+            return Ok(fired);
+        }
+        if let Some(end) = op.nothing_can_fire() {
+            return end;
+        }
+        if deadline.has_passed() {
+            return Ok(Fired::Fallback);
+        }
+        let Some(waiter) = op.register(offer.pending) else {
+            op.wait_for_space();
+            continue;
+        };
+        if let Some(fired) = op.sleep(waiter) {
+            return Ok(fired);
+        }
+    }
+}
+
+/// What [`Operation::offer`] did: large values still to copy in, and whether a value did not fit.
+struct Offer<'v> {
+    copy_outside: Vec<(Slot, &'v [u8])>,
+    pending: bool,
+}
+
+/// A waiter record with the operation's entries linked on their queues.
+struct Registered {
+    waiter: u64,
+    used: u64,
+}
+
+/// One read, write or alternation under way: its guards, the payloads it has put in the heap for
+/// its output guards, and the segment lock while it holds it.
+///
+/// Dropping it frees every payload it still offers (under the lock it holds, or taking the lock
+/// if it holds none) and then unlocks: every way out of [`run`], an error included, gives back
+/// what it offered. A committed output hands its payload over by taking it out of `offered`.
+struct Operation<'s, 'v> {
+    specs: &'s [Spec<'v>],
+    order: &'s [usize],
+    deadline: Deadline,
+    chans: Vec<u64>,
+    offered: Vec<Option<Slot>>,
+    lock: Option<Locked>,
+}
+
+impl<'s, 'v> Operation<'s, 'v> {
+    fn new(specs: &'s [Spec<'v>], order: &'s [usize], deadline: Deadline) -> Self {
+        Operation {
+            specs,
+            order,
+            deadline,
+            chans: specs.iter().map(|s| s.chan).collect(),
+            offered: vec![None; specs.len()],
+            lock: None,
+        }
+    }
+
+    /// Takes the lock unless already held, and frees the payload the last read left behind.
+    fn lock(&mut self) {
+        if self.lock.is_none() {
+            let mut l = lock(&self.chans);
+            flush_deferred(&mut l);
+            self.lock = Some(l);
+        }
+    }
+
+    fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    /// Step 1: any poisoned guard channel (or a broken heap) fails the operation.
+    fn check_poison(&mut self) -> Result<(), ChannelError> {
+        let l = self.lock.as_ref().expect("the operation holds the lock");
+        if l.broken() || self.chans.iter().any(|&c| state(l, c) == POISONED) {
+            return Err(ChannelError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Step 2: puts each open output guard's value in the heap (once), so a reader can take it.
+    fn offer(&mut self) -> Result<Offer<'v>, ChannelError> {
+        let l = self.lock.as_mut().expect("the operation holds the lock");
+        let mut offer = Offer {
+            copy_outside: Vec::new(),
+            pending: false,
+        };
+        for &i in self.order {
+            let spec = &self.specs[i];
+            let Want::Write(bytes) = spec.want else {
+                continue;
+            };
+            if self.offered[i].is_some() || state(l, spec.chan) != OPEN {
+                continue;
+            }
+            match l.alloc(bytes.len()) {
+                Err(e) => {
+                    return Err(ChannelError::TooLarge {
+                        size: e.requested,
+                        max: e.largest_possible,
+                    });
+                }
+                Ok(None) => offer.pending = true,
+                Ok(Some(off)) => {
+                    let slot = Slot {
+                        off,
+                        len: bytes.len() as u64,
+                    };
+                    if slot.len > SMALL {
+                        offer.copy_outside.push((slot, bytes));
+                    } else {
+                        l.seg().write_payload(slot, bytes);
+                    }
+                    self.offered[i] = Some(slot);
+                }
+            }
+        }
+        Ok(offer)
+    }
+
+    /// Step 3: tries every guard in order; the first that can commit does.
+    fn try_guards(&mut self) -> Option<Fired> {
+        for &i in self.order {
+            let c = self.specs[i].chan;
+            let l = self.lock.as_mut().expect("the operation holds the lock");
+            match self.specs[i].want {
                 Want::Read => {
-                    if let Some(slot) = try_read(&mut l, c) {
-                        free_offered(&mut l, &mut offered);
-                        let taken = take(&mut l, slot);
-                        return Ok(Fired::Guard(i, Some(taken)));
+                    if let Some(slot) = try_read(l, c) {
+                        return Some(Fired::Guard(i, Some(take(l, slot))));
                     }
                 }
                 Want::Write(_) => {
-                    if let Some(slot) = offered[i]
-                        && try_write(&mut l, c, slot)
+                    if let Some(slot) = self.offered[i]
+                        && try_write(l, c, slot)
                     {
-                        offered[i] = None;
-                        free_offered(&mut l, &mut offered);
-                        return Ok(Fired::Guard(i, None));
+                        self.offered[i] = None; // handed over to a reader or the buffer
+                        return Some(Fired::Guard(i, None));
                     }
                 }
             }
         }
-        if !chans.iter().any(|&c| state(&l, c) == OPEN) {
-            // Every channel guard is retired, or there were none and nothing could ever fire.
-            free_offered(&mut l, &mut offered);
-            drop(l);
-            if n > 0 || deadline == Deadline::Never {
-                return Err(ChannelError::Retired);
-            }
-            if let Some(left) = deadline.remaining() {
-                std::thread::sleep(left);
-            }
-            return Ok(Fired::Fallback);
+        None
+    }
+
+    /// Step 4a: with no guard channel open, the operation fails `Retired`, or (with no channel
+    /// guards at all) fires its fallback when due. `None` while some guard channel is open.
+    fn nothing_can_fire(&mut self) -> Option<Result<Fired, ChannelError>> {
+        let l = self.lock.as_ref().expect("the operation holds the lock");
+        if self.chans.iter().any(|&c| state(l, c) == OPEN) {
+            return None;
         }
-        if deadline.has_passed() {
-            free_offered(&mut l, &mut offered);
-            return Ok(Fired::Fallback);
+        // Every channel guard is retired, or there were none and nothing could ever fire.
+        self.release();
+        if !self.specs.is_empty() || self.deadline == Deadline::Never {
+            return Some(Err(ChannelError::Retired));
         }
-        // Nothing ready: register one entry per open guard channel and sleep.
-        let Some(w) = waiter_for(&mut l, n + 1) else {
-            let ticket = l.space_ticket();
-            drop(l);
-            seg.wait_for_space(ticket, deadline);
-            continue;
-        };
-        let rec = seg.rec::<WaiterRec>(w);
+        if let Some(left) = self.deadline.remaining() {
+            std::thread::sleep(left);
+        }
+        Some(Ok(Fired::Fallback))
+    }
+
+    /// Step 4b: registers one entry per open guard channel, in the policy's order, all pointing
+    /// at this thread's waiter record (plus one on the heap queue when a value did not fit).
+    /// `None` when the heap has no room for the waiter record itself.
+    fn register(&mut self, pending: bool) -> Option<Registered> {
+        let l = self.lock.as_mut().expect("the operation holds the lock");
+        let w = waiter_for(l, self.specs.len() + 1)?;
+        let rec = l.waiter(w);
         rec.state.store(WAITING, Ordering::Relaxed);
         rec.used.set(0);
-        // Register in the policy's order: a matcher walks a queue from its head, so when two
-        // guards wait on the same channel the one registered first is the one it commits.
+        // A matcher walks a queue from its head, so when two guards wait on the same channel the
+        // one registered first is the one it commits: register in the policy's order.
         let mut used = 0u64;
-        for &i in order {
-            let spec = &specs[i];
-            let c = spec.chan;
-            if state(&l, c) != OPEN {
+        for &i in self.order {
+            let c = self.specs[i].chan;
+            if state(l, c) != OPEN {
                 continue;
             }
-            let (kind, payload, list) = match spec.want {
+            let (kind, payload, list) = match self.specs[i].want {
                 Want::Read => (K_READ, Slot::default(), readq(c)),
-                Want::Write(_) => match offered[i] {
+                Want::Write(_) => match self.offered[i] {
                     Some(s) => (K_WRITE, s, writeq(c)),
                     None => (K_WRITE_PENDING, Slot::default(), writeq(c)),
                 },
             };
-            add_entry(&l, w, used, i as u32, kind, payload, list);
+            add_entry(l, w, used, i as u32, kind, payload, list);
             used += 1;
         }
         if pending {
-            let hq = seg.heapq();
-            add_entry(&l, w, used, u32::MAX, K_HEAP, Slot::default(), hq);
+            let hq = l.seg().heapq();
+            add_entry(l, w, used, u32::MAX, K_HEAP, Slot::default(), hq);
             used += 1;
         }
         rec.used.set(used);
-        drop(l);
+        Some(Registered { waiter: w, used })
+    }
 
-        let word = &rec.state;
+    /// No room for a waiter record: wait, without the lock, until space is freed.
+    fn wait_for_space(&mut self) {
+        let ticket = self
+            .lock
+            .as_ref()
+            .expect("the operation holds the lock")
+            .space_ticket();
+        self.unlock();
+        segment().wait_for_space(ticket, self.deadline);
+    }
+
+    /// Step 5: unlocks and sleeps on the waiter's state word until a commit, an alert or the
+    /// deadline. `Some` when the operation is over; `None` (still holding the lock) to look again.
+    fn sleep(&mut self, reg: Registered) -> Option<Fired> {
+        self.unlock();
+        let seg = segment();
+        let rec = seg.rec::<WaiterRec>(reg.waiter);
         let mut timed_out = false;
-        while word.load(Ordering::Acquire) == WAITING {
-            if !futex::wait(word, WAITING, deadline) {
+        while rec.state.load(Ordering::Acquire) == WAITING {
+            if !futex::wait(&rec.state, WAITING, self.deadline) {
                 timed_out = true;
                 break;
             }
         }
-
-        let st = word.load(Ordering::Acquire);
-        if !timed_out && st == DONE {
-            // Committed: the committer unlinked our entries, so finish without the lock when
-            // nothing of ours is left in the heap but the value we were given. `chosen` and `got`
-            // were written before the state became DONE (release), which we read with acquire.
-            let (i, got) = (rec.chosen.get() as usize, rec.got.get());
-            let others = offered
-                .iter()
-                .enumerate()
-                .any(|(k, s)| k != i && s.is_some());
-            if !others {
-                match specs[i].want {
-                    Want::Write(_) => return Ok(Fired::Guard(i, None)),
-                    Want::Read if got.len <= SMALL => {
-                        let bytes = seg.read_payload(got);
-                        defer_free(got.off);
-                        return Ok(Fired::Guard(i, Some(Taken::Local(bytes))));
-                    }
-                    Want::Read => {}
-                }
-            }
+        if !timed_out
+            && rec.state.load(Ordering::Acquire) == DONE
+            && let Some(fired) = self.finish_unlocked(rec.chosen.get() as usize, rec.got.get())
+        {
+            return Some(fired);
         }
-        let mut l = lock(&chans);
+        self.lock();
+        let l = self.lock.as_mut().expect("the operation holds the lock");
         let st = if timed_out {
-            match word.compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire) {
+            match rec
+                .state
+                .compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => ABORTED,
                 Err(s) => s,
             }
         } else {
-            word.load(Ordering::Acquire)
+            rec.state.load(Ordering::Acquire)
         };
-        for k in 0..used {
-            unlink(&l, entry_off(w, k));
+        for k in 0..reg.used {
+            unlink(l, entry_off(reg.waiter, k));
         }
         match st {
             DONE => {
                 let (i, got) = (rec.chosen.get() as usize, rec.got.get());
-                return Ok(match specs[i].want {
-                    Want::Read => {
-                        free_offered(&mut l, &mut offered);
-                        let taken = take(&mut l, got);
-                        Fired::Guard(i, Some(taken))
-                    }
+                Some(match self.specs[i].want {
+                    Want::Read => Fired::Guard(i, Some(take(l, got))),
                     Want::Write(_) => {
-                        // The reader (or the buffer) owns our payload now.
-                        offered[i] = None;
-                        free_offered(&mut l, &mut offered);
+                        self.offered[i] = None; // the reader (or the buffer) owns it now
                         Fired::Guard(i, None)
                     }
-                });
+                })
             }
-            ABORTED => {
-                free_offered(&mut l, &mut offered);
-                return Ok(Fired::Fallback);
-            }
-            ALERTED => {}
+            ABORTED => Some(Fired::Fallback),
+            ALERTED => None,
             other => unreachable!("a waiter woke in state {other}"),
+        }
+    }
+
+    /// Committed as guard `i`: the committer unlinked our entries, so finish without the lock when
+    /// nothing of ours is left in the heap but the value we were given. `None` when the lock is
+    /// needed after all (other output values to free, or a large value to decode in place).
+    fn finish_unlocked(&mut self, i: usize, got: Slot) -> Option<Fired> {
+        let others = self
+            .offered
+            .iter()
+            .enumerate()
+            .any(|(k, s)| k != i && s.is_some());
+        if others {
+            return None;
+        }
+        match self.specs[i].want {
+            Want::Write(_) => {
+                self.offered[i] = None; // the reader (or the buffer) owns it now
+                Some(Fired::Guard(i, None))
+            }
+            Want::Read if got.len <= SMALL => {
+                let bytes = segment().read_payload(got);
+                defer_free(got.off);
+                Some(Fired::Guard(i, Some(Taken::Local(bytes))))
+            }
+            Want::Read => None,
+        }
+    }
+
+    /// Frees every payload still offered (taking the lock if it is not held) and unlocks. A
+    /// broken heap is never touched again, so then they stay where they are.
+    fn release(&mut self) {
+        if self.offered.iter().any(Option::is_some) {
+            self.lock();
+            let l = self.lock.as_mut().expect("the operation holds the lock");
+            let broken = l.broken();
+            for slot in self.offered.iter_mut().filter_map(Option::take) {
+                if !broken {
+                    free(l, slot.off);
+                }
+            }
+        }
+        self.unlock();
+    }
+}
+
+impl Drop for Operation<'_, '_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock;
+    use crate::{Alternation, Channel, ChannelError};
+    use std::time::Duration;
+
+    fn heap_free() -> usize {
+        let mut l = lock(&[]);
+        super::flush_deferred(&mut l);
+        l.heap_free_bytes()
+    }
+
+    /// Every way out of an operation gives back the payloads it put in the heap for output guards
+    /// that did not commit: a commit of another guard, poison, retirement, Skip and Timeout, for
+    /// small values and for large ones (copied with the lock released).
+    #[test]
+    fn every_exit_frees_what_it_offered() {
+        for size in [8usize, 3 * 4096] {
+            let value = vec![7u8; size];
+            let (a, b) = (
+                Channel::<Vec<u8>>::with_buffer(1),
+                Channel::<Vec<u8>>::with_buffer(1),
+            );
+            let (ar, aw, br, bw) = (a.reader(), a.writer(), b.reader(), b.writer());
+            let rendezvous = Channel::<Vec<u8>>::new();
+            let (_rr, rw) = (rendezvous.reader(), rendezvous.writer());
+            // Warm up: this thread's waiter record exists (it waited once) before measuring.
+            let _ = Alternation::new()
+                .input(&_rr, |_| ())
+                .timeout(Duration::from_millis(1), || ())
+                .select();
+            let before = heap_free();
+
+            // Both outputs ready: one commits, the other's value is freed.
+            let which = Alternation::new()
+                .output(&aw, value.clone(), || 0)
+                .output(&bw, value.clone(), || 1)
+                .pri_select();
+            assert_eq!(which, Ok(0));
+            assert_eq!(ar.read().map(|v| v.len()), Ok(size));
+            // Skip: nobody reads the rendezvous channel.
+            let skipped = Alternation::new()
+                .output(&rw, value.clone(), || false)
+                .skip(|| true)
+                .select();
+            assert_eq!(skipped, Ok(true));
+            // Timeout: the output waited on the queue, then gave up.
+            let timed_out = Alternation::new()
+                .output(&rw, value.clone(), || false)
+                .timeout(Duration::from_millis(5), || true)
+                .select();
+            assert_eq!(timed_out, Ok(true));
+            assert_eq!(
+                heap_free(),
+                before,
+                "size {size}: commit, skip or timeout leaked"
+            );
+
+            // Retired: the only reader leaves.
+            drop(br);
+            assert_eq!(bw.write(value.clone()), Err(ChannelError::Retired));
+            // Poisoned.
+            a.poison();
+            assert_eq!(aw.write(value.clone()), Err(ChannelError::Poisoned));
+            drop((a, b, ar, aw, bw, rendezvous, rw, _rr));
+            let _ = Alternation::new().skip(|| ()).select();
+            assert!(
+                heap_free() > before,
+                "size {size}: the channels were not freed"
+            );
         }
     }
 }

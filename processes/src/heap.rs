@@ -282,6 +282,14 @@ impl<W: Words> NextFit<W> {
         }
     }
 
+    /// See [`Heap::free_bytes`].
+    pub(crate) fn free_bytes(&self) -> usize {
+        self.blocks()
+            .filter(|block| !block.used)
+            .map(|block| block.capacity)
+            .sum()
+    }
+
     /// See [`Heap::max_alloc`].
     pub(crate) fn max_alloc(&self) -> usize {
         self.end() - FIRST - OVERHEAD
@@ -539,10 +547,7 @@ impl<'a> Heap<'a> {
     /// # Ok::<(), cspnet_processes::heap::HeapError>(())
     /// ```
     pub fn free_bytes(&self) -> usize {
-        self.blocks()
-            .filter(|block| !block.used)
-            .map(|block| block.capacity)
-            .sum()
+        self.core.free_bytes()
     }
 
     /// The capacity of the largest free block: the largest size [`Heap::alloc`] can satisfy now. It is 0

@@ -668,6 +668,12 @@ impl Locked {
         r.map(|o| o.map(|o| (o + HEADER) as u64))
     }
 
+    /// Payload bytes free in the heap now (for tests that check nothing leaks).
+    #[cfg(test)]
+    pub(crate) fn heap_free_bytes(&self) -> usize {
+        NextFit::attach(SharedWords(self.seg)).free_bytes()
+    }
+
     /// Frees what [`alloc`](Self::alloc) returned and wakes the waiters for space that have no
     /// waiter record. Waiters queued on the heap queue are the caller's to alert.
     pub(crate) fn heap_free(&mut self, off: u64) {
