@@ -106,6 +106,7 @@
 
 mod alternation;
 mod channel;
+mod children;
 mod codec;
 mod engine;
 mod exec;
