@@ -4,6 +4,9 @@
 //! an output guard and a skip, and an unbuffered output commits only to a reader registered on the
 //! channel. So every one of the 40 selects below has registered its guards and slept before its
 //! value arrives, and the guard the writer finds first is the one the alternation registered first.
+//!
+//! Linux only, like the processes backend itself.
+#![cfg(target_os = "linux")]
 
 use cspnet_processes::{Alternation, Channel, Outcome, parallel, process};
 use std::time::Duration;
