@@ -862,7 +862,13 @@ impl<'s, 'v> Operation<'s, 'v> {
 
 impl Drop for Operation<'_, '_> {
     fn drop(&mut self) {
-        self.release();
+        if std::thread::panicking() {
+            // A panic inside a critical section may have left the records half-changed: unlock
+            // without touching them again (the payloads still offered stay allocated).
+            self.unlock();
+        } else {
+            self.release();
+        }
     }
 }
 
