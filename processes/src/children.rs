@@ -1,9 +1,9 @@
 //! OS children: how a CSP process starts (a `fork`, or a re-executed program), reports, and is
 //! reaped; the engine's side of `parallel` and `spawn` (core's) for them.
 //!
-//! A closure process is a `fork` of the calling process. The child runs the body with
-//! `cspnet_core::run_body`, sends the outcome (or the panic) to the parent over an ipc-channel, and
-//! leaves with `_exit`. The parent drops its copy of the closure in census mode (see `channel.rs`),
+//! A closure process is a `fork` of the calling process. The child reseeds `fastrand` (so forked
+//! siblings do not share `select`'s random order), runs the body with `cspnet_core::run_body`,
+//! sends the outcome (or the panic) to the parent over an ipc-channel, and leaves with `_exit`. The parent drops its copy of the closure in census mode (see `channel.rs`),
 //! so it knows which channels the child holds; if the child's ipc-channel closes without a report,
 //! the parent reaps it with `waitpid` on its pid, poisons those channels, and reports the crash.
 //!
@@ -161,8 +161,19 @@ pub(crate) fn child_setup(parent: libc::pid_t) {
             libc::_exit(1); // the parent died before we could ask to die with it
         }
     }
+    reseed_random();
     forget_waiter();
     prepare_waiter();
+}
+
+/// A forked child inherits its parent's `fastrand` state, so siblings forked from one thread would
+/// try their `select` guards in the same "random" orders. Seed it from this process's pid and the
+/// clock instead.
+fn reseed_random() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    fastrand::seed(u64::from(std::process::id()).rotate_left(32) ^ nanos);
 }
 
 fn child_main<T: Serialize + 'static>(
@@ -412,4 +423,20 @@ pub(crate) fn join_all(running: Vec<Result<Child, Cause>>) -> Vec<Report> {
         .into_iter()
         .map(|r| r.expect("every child reported or was reaped"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parallel, process};
+
+    /// Forked siblings do not share `select`'s random sequence: each child reseeds `fastrand`.
+    #[test]
+    fn forked_siblings_draw_different_random_numbers() {
+        fastrand::seed(7);
+        let draws = parallel((0..4).map(|_| process(|| Ok(fastrand::u64(..))))).unwrap();
+        let mut draws: Vec<u64> = draws.into_iter().map(Result::unwrap).collect();
+        draws.sort_unstable();
+        draws.dedup();
+        assert_eq!(draws.len(), 4, "siblings drew the same numbers");
+    }
 }
