@@ -1,2 +1,3 @@
 //! The conformance suite from cspnet-core, run on the processes backend (every process a fork).
-cspnet_core::conformance_suite!(cspnet_processes);
+use cspnet_processes as csp;
+include!("../../core/src/suite/conformance.rs");
