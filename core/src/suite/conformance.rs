@@ -1,4 +1,13 @@
-/// Signatures and auto traits: a backend whose API drifts fails to build here.
+// The conformance suite: what every backend promises, one module per promise, so a failing test's
+// name says which promise broke. Each backend's tests/conformance.rs includes this file after
+// `use cspnet_<backend> as csp;` (see `cspnet_core::suite`).
+//
+// Every test also holds on OS processes, where a child shares no memory with its parent: it observes
+// only through channels and the values processes return (never an atomic, a mutex or a captured
+// value that a child changes), and its payloads are serializable (u32, u64, String, tuples).
+
+/// API shape: every signature and auto trait of the public surface, checked when the test builds;
+/// a backend whose API drifts fails to compile here.
 mod api_shape {
     use super::csp;
     use cspnet_core::{ChannelError, Outcome, ProcessError};
@@ -47,7 +56,8 @@ mod api_shape {
     }
 }
 
-/// A write completes only when a reader has taken the value; a buffer holds exactly n.
+/// Rendezvous and buffers: an unbuffered write completes only once a reader has taken the value,
+/// a buffered channel holds exactly n values, and one writer's values arrive in order.
 mod rendezvous {
     use super::csp;
     use cspnet_core::ChannelError;
@@ -135,7 +145,10 @@ mod rendezvous {
     }
 }
 
-/// PyCSP's topologies: every message written is read exactly once.
+/// PyCSP's topologies (any number of writers and readers on one channel, each side plain or
+/// alting, unbuffered or buffered): every value written is read exactly once, and the network ends
+/// by retirement. Named after PyCSP's tests in its `test/` directory (MIT licence, Copyright (c)
+/// 2009 John Markus Bjørndalen, Brian Vinter, Rune M. Friborg).
 #[allow(non_snake_case)]
 mod topologies {
     use super::csp;
@@ -224,7 +237,8 @@ mod topologies {
     }
 }
 
-/// Poison wakes every waiter, propagates through a network, and is final.
+/// Poison: it wakes every waiting read, write and alternation, spreads through a network as each
+/// process ends by it, and is final (no buffered value outlives it, retiring does not undo it).
 mod poison {
     use super::csp;
     use cspnet_core::ChannelError::{self, Poisoned};
@@ -385,7 +399,10 @@ mod poison {
     }
 }
 
-/// Retirement: the last reader or writer leaving retires the channel.
+/// Retirement: a channel retires when its last reader end or its last writer end leaves (by
+/// `retire`, by being dropped, or with the process that held it), after its buffer drains; waiting
+/// operations then wake with `Retired`, iteration ends, and an alternation fails only once every
+/// one of its channels has retired.
 mod retire {
     use super::csp;
     use cspnet_core::ChannelError::Retired;
@@ -554,7 +571,9 @@ mod retire {
     }
 }
 
-/// Alternation: mixed guards, priority, fairness, Skip, Timeout, exactly one commit.
+/// Alternation mechanics: input and output guards mixed, Skip and Timeout firing only when no
+/// channel guard is ready (and Timeout never early), and exactly one guard committing, even under
+/// contention and with timeouts racing hand-offs.
 mod alternation {
     use super::csp;
     use std::time::{Duration, Instant};
@@ -590,102 +609,6 @@ mod alternation {
         ])
         .unwrap();
         assert_eq!(out, vec![Ok(42), Ok(0), Ok(5)]);
-    }
-
-    #[test]
-    fn pri_select_honours_the_order_given() {
-        let a = csp::Channel::<u32>::with_buffer(10);
-        let b = csp::Channel::<u32>::with_buffer(10);
-        let out = csp::Channel::<u32>::with_buffer(1);
-        let (ar, aw, br, bw, ow) = (a.reader(), a.writer(), b.reader(), b.writer(), out.writer());
-        let _or = out.reader();
-        for i in 0..10 {
-            aw.write(i).unwrap();
-            bw.write(100 + i).unwrap();
-        }
-        for i in 0..10 {
-            let v = csp::Alternation::new()
-                .input(&ar, |v| v)
-                .input(&br, |v| v)
-                .pri_select();
-            assert_eq!(v, Ok(i));
-        }
-        for i in 0..10 {
-            let v = csp::Alternation::new()
-                .input(&ar, |v| v)
-                .input(&br, |v| v)
-                .pri_select();
-            assert_eq!(v, Ok(100 + i));
-        }
-        bw.write(7).unwrap();
-        let v = csp::Alternation::new()
-            .output(&ow, 1, || 1000)
-            .input(&br, |v| v)
-            .pri_select();
-        assert_eq!(v, Ok(1000), "a ready output guard listed first must win");
-    }
-
-    #[test]
-    fn fair_select_serves_every_ready_guard_within_n_rounds() {
-        const N: usize = 4;
-        const ROUNDS: usize = 25;
-        let chans: Vec<csp::Channel<u32>> = (0..N)
-            .map(|_| csp::Channel::with_buffer(ROUNDS * N))
-            .collect();
-        let readers: Vec<_> = chans.iter().map(|c| c.reader()).collect();
-        let writers: Vec<_> = chans.iter().map(|c| c.writer()).collect();
-        for (i, w) in writers.iter().enumerate() {
-            for _ in 0..ROUNDS * N {
-                w.write(i as u32).unwrap();
-            }
-        }
-        let mut chosen = Vec::new();
-        for _ in 0..ROUNDS * N {
-            let mut alt = csp::Alternation::new();
-            for r in &readers {
-                alt = alt.input(r, |v| v);
-            }
-            chosen.push(alt.fair_select().unwrap());
-        }
-        for window in chosen.windows(N) {
-            let mut w = window.to_vec();
-            w.sort_unstable();
-            assert_eq!(
-                w,
-                (0..N as u32).collect::<Vec<_>>(),
-                "starved in {chosen:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn select_takes_one_of_several_ready_guards() {
-        let a = csp::Channel::<u32>::with_buffer(1);
-        let b = csp::Channel::<u32>::with_buffer(1);
-        let (ar, aw, br, bw) = (a.reader(), a.writer(), b.reader(), b.writer());
-        aw.write(1).unwrap();
-        bw.write(2).unwrap();
-        let first = csp::Alternation::new()
-            .input(&ar, |v| v)
-            .input(&br, |v| v)
-            .select()
-            .unwrap();
-        // Exactly one value was consumed: the other is still there.
-        let rest = csp::Alternation::new()
-            .input(&ar, |v| v)
-            .input(&br, |v| v)
-            .skip(|| 0)
-            .select()
-            .unwrap();
-        let none = csp::Alternation::new()
-            .input(&ar, |v| v)
-            .input(&br, |v| v)
-            .skip(|| 0)
-            .select()
-            .unwrap();
-        let mut got = vec![first, rest];
-        got.sort_unstable();
-        assert_eq!((got, none), (vec![1, 2], 0));
     }
 
     #[test]
@@ -887,7 +810,113 @@ mod alternation {
     }
 }
 
-/// PyCSP 0.7.1's measured failures (SPEC.md), each a test every backend passes.
+/// Choice among ready guards: `pri_select` takes the first in the order given, `fair_select`
+/// rotates so that no ready guard waits more than n selects, and `select` is arbitrary (every
+/// ready guard has a fair chance; always taking the first is a bug). Each rule holds for two
+/// guards on one channel as for guards on different channels.
+mod choice {
+    use super::csp;
+
+    #[test]
+    fn pri_select_honours_the_order_given() {
+        let a = csp::Channel::<u32>::with_buffer(10);
+        let b = csp::Channel::<u32>::with_buffer(10);
+        let out = csp::Channel::<u32>::with_buffer(1);
+        let (ar, aw, br, bw, ow) = (a.reader(), a.writer(), b.reader(), b.writer(), out.writer());
+        let _or = out.reader();
+        for i in 0..10 {
+            aw.write(i).unwrap();
+            bw.write(100 + i).unwrap();
+        }
+        for i in 0..10 {
+            let v = csp::Alternation::new()
+                .input(&ar, |v| v)
+                .input(&br, |v| v)
+                .pri_select();
+            assert_eq!(v, Ok(i));
+        }
+        for i in 0..10 {
+            let v = csp::Alternation::new()
+                .input(&ar, |v| v)
+                .input(&br, |v| v)
+                .pri_select();
+            assert_eq!(v, Ok(100 + i));
+        }
+        bw.write(7).unwrap();
+        let v = csp::Alternation::new()
+            .output(&ow, 1, || 1000)
+            .input(&br, |v| v)
+            .pri_select();
+        assert_eq!(v, Ok(1000), "a ready output guard listed first must win");
+    }
+
+    #[test]
+    fn fair_select_serves_every_ready_guard_within_n_rounds() {
+        const N: usize = 4;
+        const ROUNDS: usize = 25;
+        let chans: Vec<csp::Channel<u32>> = (0..N)
+            .map(|_| csp::Channel::with_buffer(ROUNDS * N))
+            .collect();
+        let readers: Vec<_> = chans.iter().map(|c| c.reader()).collect();
+        let writers: Vec<_> = chans.iter().map(|c| c.writer()).collect();
+        for (i, w) in writers.iter().enumerate() {
+            for _ in 0..ROUNDS * N {
+                w.write(i as u32).unwrap();
+            }
+        }
+        let mut chosen = Vec::new();
+        for _ in 0..ROUNDS * N {
+            let mut alt = csp::Alternation::new();
+            for r in &readers {
+                alt = alt.input(r, |v| v);
+            }
+            chosen.push(alt.fair_select().unwrap());
+        }
+        for window in chosen.windows(N) {
+            let mut w = window.to_vec();
+            w.sort_unstable();
+            assert_eq!(
+                w,
+                (0..N as u32).collect::<Vec<_>>(),
+                "starved in {chosen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn select_takes_one_of_several_ready_guards() {
+        let a = csp::Channel::<u32>::with_buffer(1);
+        let b = csp::Channel::<u32>::with_buffer(1);
+        let (ar, aw, br, bw) = (a.reader(), a.writer(), b.reader(), b.writer());
+        aw.write(1).unwrap();
+        bw.write(2).unwrap();
+        let first = csp::Alternation::new()
+            .input(&ar, |v| v)
+            .input(&br, |v| v)
+            .select()
+            .unwrap();
+        // Exactly one value was consumed: the other is still there.
+        let rest = csp::Alternation::new()
+            .input(&ar, |v| v)
+            .input(&br, |v| v)
+            .skip(|| 0)
+            .select()
+            .unwrap();
+        let none = csp::Alternation::new()
+            .input(&ar, |v| v)
+            .input(&br, |v| v)
+            .skip(|| 0)
+            .select()
+            .unwrap();
+        let mut got = vec![first, rest];
+        got.sort_unstable();
+        assert_eq!((got, none), (vec![1, 2], 0));
+    }
+}
+
+/// Regressions from PyCSP 0.7.1: failures measured there (a retire race that lost the last value, a
+/// sieve that hung at about 90 processes) and edge cases of the same machinery (an alternation with
+/// no guards, a lone Timeout, poison reaching a writer blocked on a full buffer).
 mod pycsp_regressions {
     use super::csp;
     use cspnet_core::ChannelError;
@@ -1024,7 +1053,9 @@ mod pycsp_regressions {
     }
 }
 
-/// Processes: parallel, sequence, spawn, panics, ids, io.
+/// Processes: `parallel` returns every result in order, `sequence` runs one process after another,
+/// `spawn` returns at once and `join` waits; processes nest, have distinct stable ids, and `io`
+/// returns its call's value.
 mod processes {
     use super::csp;
     use cspnet_core::ChannelError;
@@ -1077,38 +1108,6 @@ mod processes {
     }
 
     #[test]
-    fn a_panic_is_reported_with_its_name_and_does_not_hang_the_others() {
-        let c = csp::Channel::<u32>::new();
-        let d = csp::Channel::<u32>::new();
-        let (cr, cw, dr, dw) = (c.reader(), c.writer(), d.reader(), d.writer());
-        let err = csp::parallel([
-            csp::process(move || {
-                let v = cr.read()?;
-                let _holds = &dw;
-                if v == 1 {
-                    panic!("boom at {v}");
-                }
-                Ok(0)
-            })
-            .named("doomed"),
-            csp::process(move || {
-                cw.write(1)?;
-                // Waits on `d`, whose only writer is the process that panics.
-                dr.read()
-            })
-            .named("bystander"),
-        ])
-        .unwrap_err();
-        assert_eq!(err.failures().len(), 1);
-        assert_eq!(err.first().process(), "doomed");
-        assert_eq!(
-            err.first().cause(),
-            &cspnet_core::Cause::Panicked("boom at 1".into())
-        );
-        assert!(err.to_string().contains("doomed"), "{err}");
-    }
-
-    #[test]
     fn nested_parallel_inside_a_process() {
         let out = csp::parallel([csp::process(|| {
             let inner = csp::parallel((0..3u32).map(|i| csp::process(move || Ok(i + 1))))
@@ -1140,5 +1139,43 @@ mod processes {
     fn io_runs_the_blocking_call_and_returns_its_value() {
         let out = csp::parallel([csp::process(|| Ok(csp::io(|| 6 * 7)))]).unwrap();
         assert_eq!(out, vec![Ok(42)]);
+    }
+}
+
+/// Panics: a process that panics is reported by its name and message, and the processes waiting
+/// on it are released rather than left hanging.
+mod panics {
+    use super::csp;
+
+    #[test]
+    fn a_panic_is_reported_with_its_name_and_does_not_hang_the_others() {
+        let c = csp::Channel::<u32>::new();
+        let d = csp::Channel::<u32>::new();
+        let (cr, cw, dr, dw) = (c.reader(), c.writer(), d.reader(), d.writer());
+        let err = csp::parallel([
+            csp::process(move || {
+                let v = cr.read()?;
+                let _holds = &dw;
+                if v == 1 {
+                    panic!("boom at {v}");
+                }
+                Ok(0)
+            })
+            .named("doomed"),
+            csp::process(move || {
+                cw.write(1)?;
+                // Waits on `d`, whose only writer is the process that panics.
+                dr.read()
+            })
+            .named("bystander"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.failures().len(), 1);
+        assert_eq!(err.first().process(), "doomed");
+        assert_eq!(
+            err.first().cause(),
+            &cspnet_core::Cause::Panicked("boom at 1".into())
+        );
+        assert!(err.to_string().contains("doomed"), "{err}");
     }
 }
