@@ -17,6 +17,8 @@ mod api_shape {
 
     #[test]
     fn signatures_match_the_contract() {
+        /// What `parallel`, `sequence` and `join` give back.
+        type Outcomes = Result<Vec<Outcome<u32>>, ProcessError>;
         let _: fn() -> csp::Channel<u32> = csp::Channel::<u32>::new;
         let _: fn(&str) -> csp::Channel<u32> = csp::Channel::<u32>::named;
         let _: fn(usize) -> csp::Channel<u32> = csp::Channel::<u32>::with_buffer;
@@ -29,14 +31,13 @@ mod api_shape {
         let _: fn(&csp::Writer<u32>) = csp::Writer::<u32>::poison;
         let _: fn(csp::Reader<u32>) = csp::Reader::<u32>::retire;
         let _: fn(csp::Writer<u32>) = csp::Writer::<u32>::retire;
-        let _: fn(Vec<csp::Process<u32>>) -> Result<Vec<Outcome<u32>>, ProcessError> =
+        let _: fn(Vec<csp::Process<u32>>) -> Outcomes =
             csp::parallel::<u32, Vec<csp::Process<u32>>>;
-        let _: fn(Vec<csp::Process<u32>>) -> Result<Vec<Outcome<u32>>, ProcessError> =
+        let _: fn(Vec<csp::Process<u32>>) -> Outcomes =
             csp::sequence::<u32, Vec<csp::Process<u32>>>;
         let _: fn(Vec<csp::Process<u32>>) -> csp::Spawned<u32> =
             csp::spawn::<u32, Vec<csp::Process<u32>>>;
-        let _: fn(csp::Spawned<u32>) -> Result<Vec<Outcome<u32>>, ProcessError> =
-            csp::Spawned::<u32>::join;
+        let _: fn(csp::Spawned<u32>) -> Outcomes = csp::Spawned::<u32>::join;
         let _: fn() -> cspnet_core::ProcessId = csp::current_process_id;
         let _: fn(csp::Process<u32>, &str) -> csp::Process<u32> = csp::Process::<u32>::named;
         // The errors are core's, so code handling them is backend-independent.
@@ -589,7 +590,7 @@ mod alternation {
                 while read.is_none() || !wrote {
                     let mut alt = csp::Alternation::new();
                     if read.is_none() {
-                        alt = alt.input(&ar, |v| Some(v));
+                        alt = alt.input(&ar, Some);
                     }
                     if !wrote {
                         alt = alt.output(&bw, 5, || None);
