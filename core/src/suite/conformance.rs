@@ -817,6 +817,7 @@ mod alternation {
 /// guards on one channel as for guards on different channels.
 mod choice {
     use super::csp;
+    use cspnet_core::ChannelError;
 
     #[test]
     fn pri_select_honours_the_order_given() {
@@ -912,6 +913,145 @@ mod choice {
         let mut got = vec![first, rest];
         got.sort_unstable();
         assert_eq!((got, none), (vec![1, 2], 0));
+    }
+
+    /// How many selects the fairness tests make; each of two guards must win at least
+    /// `MIN_SHARE_PERCENT` of them. With a fair coin, 30% of 2,000 is 18 standard deviations
+    /// below the mean, so a correct backend never fails by bad luck.
+    const SELECTS: u32 = 2_000;
+    const MIN_SHARE_PERCENT: usize = 30;
+
+    /// Fails unless guard 0 and guard 1 each won at least `MIN_SHARE_PERCENT` of `picks`.
+    #[track_caller]
+    fn assert_each_guard_won_a_fair_share(picks: &[u32]) {
+        let counts = [0, 1].map(|g| picks.iter().filter(|&&p| p == g).count());
+        let min = picks.len() * MIN_SHARE_PERCENT / 100;
+        assert!(
+            counts.iter().all(|&c| c >= min),
+            "select chose guard 0 {} times and guard 1 {} times out of {}: \
+             each should win at least {min}",
+            counts[0],
+            counts[1],
+            picks.len()
+        );
+    }
+
+    /// Writes `v` only once a reader is already waiting for it. On an unbuffered channel an offer
+    /// with Skip succeeds only when a reader has committed to taking the value, so the reader
+    /// (an alternation, in these tests) always takes the path where it waited.
+    fn write_to_a_waiting_reader(w: &csp::Writer<u32>, v: u32) -> Result<(), ChannelError> {
+        while !csp::Alternation::new()
+            .output(w, v, || true)
+            .skip(|| false)
+            .pri_select()?
+        {
+            csp::io(std::thread::yield_now);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn select_is_arbitrary_between_ready_guards_on_two_channels() {
+        // Both channels are filled before the first select and hold enough for every select, so
+        // both guards are ready every time.
+        let a = csp::Channel::<u32>::with_buffer(SELECTS as usize);
+        let b = csp::Channel::<u32>::with_buffer(SELECTS as usize);
+        let (ar, aw, br, bw) = (a.reader(), a.writer(), b.reader(), b.writer());
+        for _ in 0..SELECTS {
+            aw.write(0).unwrap();
+            bw.write(1).unwrap();
+        }
+        let picks: Vec<u32> = (0..SELECTS)
+            .map(|_| {
+                csp::Alternation::new()
+                    .input(&ar, |v| v)
+                    .input(&br, |v| v)
+                    .select()
+                    .unwrap()
+            })
+            .collect();
+        assert_each_guard_won_a_fair_share(&picks);
+    }
+
+    #[test]
+    fn select_is_arbitrary_between_ready_guards_on_one_channel() {
+        let c = csp::Channel::<u32>::with_buffer(SELECTS as usize);
+        let (r, w) = (c.reader(), c.writer());
+        for i in 0..SELECTS {
+            w.write(i).unwrap();
+        }
+        let picks: Vec<u32> = (0..SELECTS)
+            .map(|_| {
+                csp::Alternation::new()
+                    .input(&r, |_| 0)
+                    .input(&r, |_| 1)
+                    .select()
+                    .unwrap()
+            })
+            .collect();
+        assert_each_guard_won_a_fair_share(&picks);
+    }
+
+    #[test]
+    fn select_is_arbitrary_between_waiting_guards_on_one_channel_that_a_writer_completes() {
+        // The reader waits with two input guards on one channel; each value arrives only then, and
+        // makes both guards ready at once, so which one takes it is the select's choice.
+        const ROUNDS: u32 = 400;
+        let c = csp::Channel::<u32>::new();
+        let (r, w) = (c.reader(), c.writer());
+        let out = csp::parallel([
+            csp::process(move || {
+                for i in 0..ROUNDS {
+                    write_to_a_waiting_reader(&w, i)?;
+                }
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                (0..ROUNDS)
+                    .map(|_| {
+                        csp::Alternation::new()
+                            .input(&r, |_| 0)
+                            .input(&r, |_| 1)
+                            .select()
+                    })
+                    .collect()
+            }),
+        ])
+        .unwrap();
+        assert_each_guard_won_a_fair_share(out[1].as_ref().unwrap());
+    }
+
+    #[test]
+    fn fair_select_alternates_between_waiting_guards_on_one_channel_that_a_writer_completes() {
+        // As above, but with fair_select: each value makes both guards ready at once, so the
+        // rotation must hand it to the guard that was not chosen last time.
+        const ROUNDS: u32 = 40;
+        let c = csp::Channel::<u32>::new();
+        let (r, w) = (c.reader(), c.writer());
+        let out = csp::parallel([
+            csp::process(move || {
+                for i in 0..ROUNDS {
+                    write_to_a_waiting_reader(&w, i)?;
+                }
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                (0..ROUNDS)
+                    .map(|_| {
+                        csp::Alternation::new()
+                            .input(&r, |_| 0)
+                            .input(&r, |_| 1)
+                            .fair_select()
+                    })
+                    .collect()
+            }),
+        ])
+        .unwrap();
+        let picks = out[1].as_ref().unwrap();
+        assert!(
+            picks.windows(2).all(|w| w[0] != w[1]),
+            "fair_select did not alternate between two guards on one channel: {picks:?}"
+        );
     }
 }
 
