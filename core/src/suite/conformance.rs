@@ -243,6 +243,7 @@ mod topologies {
 mod poison {
     use super::csp;
     use cspnet_core::ChannelError::{self, Poisoned};
+    use std::time::Duration;
 
     fn poisoned(r: Result<impl Sized, ChannelError>) -> u32 {
         matches!(r, Err(Poisoned)) as u32
@@ -397,6 +398,65 @@ mod poison {
             .input(&br, |v| v)
             .select();
         assert_eq!(r, Err(Poisoned));
+    }
+
+    #[test]
+    fn wakes_an_alternation_offering_to_write_and_to_read_on_one_channel() {
+        // In each round, process A alternates between writing to and reading from one unbuffered
+        // channel that nobody else uses, so its alternation can only wait; the poisoner poisons
+        // that channel once A has said it is about to alternate. Whether the poison lands before
+        // the alternation starts or while it waits, the alternation must fail with Poisoned, so
+        // the verdict does not depend on timing. The many rounds make it all but certain that in
+        // some of them the poison lands while A waits, the case a backend can miss.
+        const ROUNDS: usize = 100;
+        const WATCHDOG: Duration = Duration::from_secs(10);
+        let chans: Vec<csp::Channel<u32>> = (0..ROUNDS).map(|_| csp::Channel::new()).collect();
+        let ends: Vec<_> = chans.iter().map(|c| (c.reader(), c.writer())).collect();
+        let about = csp::Channel::<u32>::new();
+        let verdict = csp::Channel::<String>::new();
+        let (about_w, about_r) = (about.writer(), about.reader());
+        let (verdict_w, verdict_r) = (verdict.writer(), verdict.reader());
+        let network = csp::spawn([
+            csp::process(move || {
+                for (k, (r, w)) in ends.iter().enumerate() {
+                    about_w.write(k as u32)?;
+                    let got = csp::Alternation::new()
+                        .output(w, 1, || "wrote")
+                        .input(r, |_| "read")
+                        .select();
+                    if got != Err(Poisoned) {
+                        verdict_w.write(format!("round {k}: the alternation gave {got:?}"))?;
+                        return Ok(0);
+                    }
+                }
+                verdict_w.write("poisoned in every round".into())?;
+                Ok(0)
+            }),
+            csp::process(move || {
+                for c in &chans {
+                    about_r.read()?;
+                    c.poison();
+                }
+                Ok(0)
+            }),
+        ]);
+        // A watchdog, so that a backend that never wakes the alternation fails this test instead
+        // of hanging the run.
+        let got = csp::Alternation::new()
+            .input(&verdict_r, Some)
+            .timeout(WATCHDOG, || None)
+            .select();
+        let Ok(Some(got)) = got else {
+            // Release the poisoner, which waits to hear about the next round. The alternation that
+            // was never woken cannot be released, so the handle is leaked: joining or dropping it
+            // would wait for that process forever. What is leaked ends with the test binary (a
+            // forked child, when this test's thread ends).
+            about.poison();
+            std::mem::forget(network);
+            panic!("the alternation was never woken: no verdict within {WATCHDOG:?} ({got:?})");
+        };
+        assert_eq!(got, "poisoned in every round");
+        assert_eq!(network.join().unwrap(), vec![Ok(0), Ok(0)]);
     }
 }
 
