@@ -1,2 +1,3 @@
 //! The conformance suite from cspnet-core, run on the coroutines backend.
-cspnet_core::conformance_suite!(cspnet_coroutines);
+use cspnet_coroutines as csp;
+include!("../../core/src/suite/conformance.rs");

@@ -1,2 +1,3 @@
 //! The conformance suite from cspnet-core, run on the threads backend.
-cspnet_core::conformance_suite!(cspnet_threads);
+use cspnet_threads as csp;
+include!("../../core/src/suite/conformance.rs");
