@@ -52,7 +52,7 @@ impl Backend {
     pub const fn is_available(self) -> bool {
         match self {
             Backend::Threads => cfg!(feature = "threads"),
-            Backend::Processes => cfg!(feature = "processes"),
+            Backend::Processes => cfg!(all(feature = "processes", target_os = "linux")),
             Backend::Coroutines => cfg!(feature = "coroutines"),
         }
     }
@@ -95,6 +95,10 @@ pub enum BackendError {
          (it is on by default), or choose another backend"
     )]
     NotBuilt(Backend),
+    /// The backend cannot run on this platform (the processes backend needs Linux: memfd,
+    /// futexes, robust process-shared mutexes).
+    #[error("the '{0}' backend runs only on Linux; choose threads or coroutines here")]
+    Unsupported(Backend),
 }
 
 /// Runs a block against the backend chosen at run time, with `csp` standing for its module.
@@ -151,7 +155,7 @@ macro_rules! __cspnet_threads {
     };
 }
 
-#[cfg(feature = "processes")]
+#[cfg(all(feature = "processes", target_os = "linux"))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __cspnet_processes {
@@ -170,6 +174,17 @@ macro_rules! __cspnet_processes {
 macro_rules! __cspnet_processes {
     ($csp:ident, $body:block) => {
         ::core::result::Result::Err($crate::BackendError::NotBuilt($crate::Backend::Processes))
+    };
+}
+
+#[cfg(all(feature = "processes", not(target_os = "linux")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cspnet_processes {
+    ($csp:ident, $body:block) => {
+        ::core::result::Result::Err($crate::BackendError::Unsupported(
+            $crate::Backend::Processes,
+        ))
     };
 }
 

@@ -141,13 +141,61 @@ mod backend;
 pub use backend::{Backend, BackendError};
 pub use cspnet_core::{Cause, ChannelError, Failure, Outcome, ProcessError, ProcessId};
 
+/// The same API, generic over the backend: for code written once that runs on every backend (a
+/// farm, a job graph, a library of your own).
+///
+/// Every type takes the backend as its first parameter (`Channel<B, T>`, `Reader<B, T>`,
+/// `Alternation<'a, B, R>`, ...), where `B` is an engine type such as `cspnet::threads::Engine`.
+/// State the payloads your code sends, and the results its processes return, as
+/// [`Carries`](generic::Carries) bounds: `B: Carries<u64>`, or `B: Carries<T>` for a generic `T`
+/// (threads and coroutines carry any `Send + 'static` value; processes also need
+/// `Serialize + DeserializeOwned`). Name the backend once where nothing else pins it, as on
+/// `parallel` below.
+///
+/// ```
+/// use cspnet::generic::{self as csp, Carries};
+///
+/// /// A farm: `workers` processes square the numbers a source hands out; a collector sums them
+/// /// and stops when every worker has retired.
+/// fn sum_of_squares<B: Carries<u64>>(n: u64, workers: usize) -> u64 {
+///     let (jobs, results) = (csp::Channel::<B, u64>::new(), csp::Channel::<B, u64>::new());
+///     let mut procs = vec![csp::process({
+///         let w = jobs.writer();
+///         move || { for i in 1..=n { w.write(i)?; } Ok(0) }
+///     })];
+///     for _ in 0..workers {
+///         let (r, w) = (jobs.reader(), results.writer());
+///         procs.push(csp::process(move || { for i in r { w.write(i? * i?)?; } Ok(0) }));
+///     }
+///     let r = results.reader();
+///     procs.push(csp::process(move || { let mut s = 0; for v in r { s += v?; } Ok(s) }));
+///     drop((jobs, results));
+///     let out = csp::parallel::<B, _, _>(procs).unwrap();
+///     out.last().unwrap().unwrap()
+/// }
+///
+/// assert_eq!(sum_of_squares::<cspnet::threads::Engine>(4, 2), 1 + 4 + 9 + 16);
+/// assert_eq!(sum_of_squares::<cspnet::coroutines::Engine>(4, 2), 1 + 4 + 9 + 16);
+/// # #[cfg(target_os = "linux")]
+/// assert_eq!(sum_of_squares::<cspnet::processes::Engine>(4, 2), 1 + 4 + 9 + 16);
+/// ```
+pub mod generic {
+    #[doc(inline)]
+    pub use cspnet_core::{
+        Alternation, Backend, Carries, Channel, IntoIter, Iter, Mobile, Process, Reader, Spawned,
+        Writer, current_process_id, io, parallel, process, sequence, spawn,
+    };
+    #[doc(inline)]
+    pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
+}
+
 /// Every CSP process is an OS thread; channels on crossbeam-channel.
 #[cfg(feature = "threads")]
 #[doc(inline)]
 pub use cspnet_threads as threads;
 
-/// Every CSP process is an OS process; channels and payloads live in shared memory.
-#[cfg(feature = "processes")]
+/// Every CSP process is an OS process; channels and payloads live in shared memory (Linux only).
+#[cfg(all(feature = "processes", target_os = "linux"))]
 #[doc(inline)]
 pub use cspnet_processes as processes;
 

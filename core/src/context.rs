@@ -378,23 +378,3 @@ pub fn discard_unstarted<S: ContextSlot, B>(bodies: Vec<B>) {
     let mut ctx = S::swap(previous).expect("the process context was removed");
     leave_all(ctx.take_deferred(), Leave::Poison);
 }
-
-/// The kernel's limit on one program's memory mappings (Linux `vm.max_map_count`, 65530 by
-/// default), if the platform has one. Every thread stack or coroutine stack takes a few mappings,
-/// so this, not memory, caps how many processes a threads or coroutines network can have; past it
-/// the OS fails allocations (and std aborts the program when a thread cannot get its signal
-/// stack), so backends refuse a process with a clear error before reaching it.
-///
-/// ```
-/// if let Some(limit) = cspnet_core::max_map_count() {
-///     assert!(limit > 0);
-/// }
-/// ```
-pub fn max_map_count() -> Option<usize> {
-    static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/vm/max_map_count")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    })
-}

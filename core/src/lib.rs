@@ -13,6 +13,9 @@
 //! - **the rules**: the order guards are tried in ([`Policy`]), when a channel retires
 //!   ([`Membership`], [`ChannelState`]), when an alternation has nothing left to wait for
 //!   ([`live_guards`]), how a process's ends leave when it ends ([`run_body`]);
+//! - what engines share beneath the surface: the waiter's claim-once state ([`Claim`],
+//!   [`ClaimWord`], model-checked with loom) and the budget against the kernel's mapping limit
+//!   ([`MappingBudget`]);
 //! - errors, the [`Deadline`] behind Skip and Timeout, and the [`suite`] that defines "behaves the
 //!   same".
 //!
@@ -38,21 +41,26 @@
 
 mod alternation;
 pub mod backend;
+mod budget;
 mod channel;
+mod claim;
 mod context;
 mod deadline;
 mod error;
 mod guard;
+mod loom;
 mod process;
 pub mod suite;
 mod surface;
 
 pub use alternation::Alternation;
 pub use backend::{Backend, Carries, ChannelState, GuardStatus, Membership, Role, live_guards};
+pub use budget::{MappingBudget, Reservation, max_map_count};
 pub use channel::{Channel, IntoIter, Iter, Mobile, Reader, Writer};
+pub use claim::{Claim, ClaimWord};
 pub use context::{
     ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,
-    end_dropped, flush_dropped_ends, max_map_count, run_body,
+    end_dropped, flush_dropped_ends, run_body,
 };
 pub use deadline::Deadline;
 pub use error::{

@@ -1,6 +1,7 @@
 //! What the example programs share: the `--backend` flag, error exits, and the compute kernels.
 #![allow(dead_code)] // each example uses its own part of this module
 
+pub(crate) mod farm;
 pub(crate) mod kernels;
 
 use cspnet::{BackendError, ProcessError};

@@ -2,8 +2,8 @@
 //!
 //! A `Channel`, `Reader` or `Writer` in a process's memory is only an offset to the channel's record
 //! in the segment (plus the name). The record counts reader ends, writer ends and handles across
-//! every OS process of the network. Reads and writes are one-guard alternations (see
-//! `alternation.rs`), so a single commit protocol serves all three.
+//! every OS process of the network. Reads and writes are one-guard operations of the engine
+//! (`engine.rs`), the same commit protocol that serves alternations.
 //!
 //! # Ends across `fork`
 //!
@@ -13,9 +13,9 @@
 //! what the child holds, so if the child dies without reporting, the parent poisons those channels.
 
 use crate::ThreadSlot;
-use crate::alternation::{Fired, Spec, Want, run};
 use crate::codec;
-use crate::shm::{self, ChanRec, NIL, OPEN, POISONED, RETIRED, segment};
+use crate::engine::{self, Fired, OPEN, POISONED, RETIRED, Spec, Want, run};
+use crate::shm::{self, NIL, segment};
 use cspnet_core::{ChannelError, Deadline, Leave, LeavingEnd, end_dropped, flush_dropped_ends};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -23,7 +23,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// What a handle is to its channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,41 +69,38 @@ fn counted_in_census(chan: u64, role: Role) -> bool {
 
 /// Adds one handle (and end, for readers and writers) to channel `chan`.
 pub(crate) fn join(chan: u64, role: Role) {
-    let l = segment().lock(&[chan]);
+    let l = engine::lock(&[chan]);
     let c = l.chan(chan);
-    c.handles += 1;
-    match role {
-        Role::Reader => c.readers += 1,
-        Role::Writer => c.writers += 1,
-        Role::Handle => {}
-    }
+    c.handles.set(c.handles.get() + 1);
+    let ends = match role {
+        Role::Reader => &c.readers,
+        Role::Writer => &c.writers,
+        Role::Handle => return,
+    };
+    ends.set(ends.get() + 1);
 }
 
 /// Removes one handle of channel `chan`; an end leaves (retiring the channel when it was the last
 /// of its role, poisoning it first when `how` says so).
 pub(crate) fn leave(chan: u64, role: Role, how: Leave) {
-    let mut l = segment().lock(&[chan]);
+    let mut l = engine::lock(&[chan]);
     if how == Leave::Poison {
-        l.end_channel(chan, POISONED);
+        engine::end_channel(&mut l, chan, POISONED);
     }
-    let last = {
-        let c = l.chan(chan);
-        match role {
-            Role::Reader => {
-                c.readers -= 1;
-                c.readers == 0
-            }
-            Role::Writer => {
-                c.writers -= 1;
-                c.writers == 0
-            }
-            Role::Handle => false,
-        }
+    let c = l.chan(chan);
+    let ends = match role {
+        Role::Reader => Some(&c.readers),
+        Role::Writer => Some(&c.writers),
+        Role::Handle => None,
     };
+    let last = ends.is_some_and(|n| {
+        n.set(n.get() - 1);
+        n.get() == 0
+    });
     if last {
-        l.end_channel(chan, RETIRED);
+        engine::end_channel(&mut l, chan, RETIRED);
     }
-    l.release_handle(chan);
+    engine::release_handle(&mut l, chan);
 }
 
 /// Poisons every channel in `held` (the handles of a process that died without reporting). The
@@ -114,9 +110,9 @@ pub(crate) fn poison_held(held: &[(u64, Role)]) {
         return;
     }
     let chans: Vec<u64> = held.iter().map(|&(c, _)| c).collect();
-    let mut l = segment().lock(&chans);
+    let mut l = engine::lock(&chans);
     for c in chans {
-        l.end_channel(c, POISONED);
+        engine::end_channel(&mut l, c, POISONED);
     }
 }
 
@@ -129,22 +125,13 @@ pub(crate) fn leave_held(held: Vec<(u64, Role)>, how: Leave) {
 
 fn poison_chan(chan: u64) {
     flush_dropped_ends::<ThreadSlot>();
-    let mut l = segment().lock(&[chan]);
-    l.end_channel(chan, POISONED);
-}
-
-fn state_of(chan: u64) -> u32 {
-    // SAFETY: `chan` is a live channel record (this handle keeps it alive); its state word is
-    // atomic, so reading it without the lock is fine.
-    unsafe {
-        (*(segment().ptr(chan) as *const ChanRec))
-            .state
-            .load(Ordering::Acquire)
-    }
+    let mut l = engine::lock(&[chan]);
+    engine::end_channel(&mut l, chan, POISONED);
 }
 
 fn state_error(chan: u64) -> Option<ChannelError> {
-    match state_of(chan) {
+    // The handle keeps the record alive; its state word is atomic, read without the lock.
+    match engine::state_now(chan) {
         OPEN => None,
         RETIRED => Some(ChannelError::Retired),
         _ => Some(ChannelError::Poisoned),
@@ -281,8 +268,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Channel<T> {
     }
 
     fn build(name: Option<Arc<str>>, n: usize) -> Self {
-        let mut l = segment().lock(&[]);
-        let chan = match l.new_channel(n) {
+        let mut l = engine::lock(&[]);
+        let chan = match engine::new_channel(&mut l, n) {
             Ok(c) => c,
             Err(e) => panic!(
                 "cspnet-processes: a channel buffer of {n} values does not fit in the shared \

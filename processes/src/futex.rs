@@ -39,14 +39,14 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Deadline) -> bool 
 }
 
 /// Wakes up to `n` processes sleeping on `word`.
-pub(crate) fn wake(word: *const AtomicU32, n: i32) {
-    // SAFETY: FUTEX_WAKE does not access the word's memory; the kernel only uses the address (and
-    // the backing memfd page) as the key of its wait queue. A stale address wakes nobody, or wakes a
-    // waiter that re-checks its word.
+pub(crate) fn wake(word: &AtomicU32, n: i32) {
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; FUTEX_WAKE does not
+    // access its memory at all: the kernel only uses the address (and the backing memfd page) as
+    // the key of its wait queue.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
-            word as *const u32,
+            word.as_ptr(),
             libc::FUTEX_WAKE,
             n,
             std::ptr::null::<libc::timespec>(),

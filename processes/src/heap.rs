@@ -5,6 +5,11 @@
 //! block's header and footer) inside the region: a process that attaches to the same bytes sees the same
 //! heap. It takes no lock; the caller holds the segment's process-shared lock around every call. The
 //! layout and the rover rules, with a diagram, are in `heap/README.md` beside this file.
+//!
+//! The allocator (`NextFit`) touches only the 8-byte words of the region header and the block tags,
+//! through the `Words` trait. The public [`Heap`] is `NextFit` over a `&mut [u8]` (what the unit
+//! tests, the property test and Miri exercise); the segment runs the same code over atomic words
+//! in shared memory, so it never needs a `&mut [u8]` over payloads other processes are reading.
 
 use std::fmt;
 
@@ -52,7 +57,7 @@ const MAX_REGION: usize = 1 << 47;
 /// # Ok::<(), cspnet_processes::heap::HeapError>(())
 /// ```
 pub struct Heap<'a> {
-    region: &'a mut [u8],
+    core: NextFit<&'a mut [u8]>,
 }
 
 /// A payload that can never fit in the heap, however much is freed: it is larger than
@@ -125,9 +130,9 @@ fn tag(size: usize, used: bool) -> u64 {
     TAG_MAGIC | size as u64 | if used { USED } else { 0 }
 }
 
-/// The length of `region` that the heap uses.
-fn usable_len(region: &[u8]) -> usize {
-    region.len().min(MAX_REGION)
+/// The length of a region of `len` bytes that the heap uses.
+fn usable_len(len: usize) -> usize {
+    len.min(MAX_REGION)
 }
 
 /// The offset just past the last block: the largest offset `≡ 8 (mod 16)` that is `<= len`, so that
@@ -136,50 +141,54 @@ fn end_of(len: usize) -> usize {
     ((len - TAG) & !(ALIGN - 1)) + TAG
 }
 
-impl<'a> Heap<'a> {
-    /// The smallest region [`Heap::format`] accepts: room for the heap header and one block with a
-    /// 16-byte payload.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; Heap::MIN_REGION];
-    /// let heap = Heap::format(&mut region);
-    /// assert_eq!(heap.max_alloc(), 16);
-    /// ```
-    pub const MIN_REGION: usize = 64;
+/// Where a heap keeps its words: the only access the allocator needs to its region.
+///
+/// The allocator reads and writes nothing but the 8-byte words of its region header and of the
+/// block tags (never a payload byte), at offsets that are multiples of 8. [`Heap`] keeps them in a
+/// byte slice; the shared segment keeps them in atomics (`shm.rs`), so that no process ever holds
+/// a `&mut [u8]` over payload bytes that another process is reading at the same time.
+pub(crate) trait Words {
+    /// The region's length in bytes.
+    fn len(&self) -> usize;
+    /// The word at byte offset `at`.
+    fn load(&self, at: usize) -> u64;
+    /// Sets the word at byte offset `at`.
+    fn store(&mut self, at: usize, value: u64);
+}
 
-    /// Formats `region` as an empty heap: one free block spanning everything after the header.
-    ///
-    /// Any length from [`Heap::MIN_REGION`] up works, and the region need not be aligned: offsets are
-    /// aligned to 16 relative to the region's start, so payloads are 16-aligned in memory when the region
-    /// is (a mapped segment is page-aligned). Regions over 128 TiB are used only up to 128 TiB.
-    ///
-    /// # Panics
-    ///
-    /// If `region` is shorter than [`Heap::MIN_REGION`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 1000];
-    /// let heap = Heap::format(&mut region);
-    /// assert_eq!(heap.free_bytes(), heap.max_alloc());
-    /// assert!(heap.max_alloc() > 900);
-    /// ```
-    pub fn format(region: &'a mut [u8]) -> Heap<'a> {
+impl Words for &mut [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn load(&self, at: usize) -> u64 {
+        let mut bytes = [0; TAG];
+        bytes.copy_from_slice(&self[at..at + TAG]);
+        u64::from_le_bytes(bytes)
+    }
+
+    fn store(&mut self, at: usize, value: u64) {
+        self[at..at + TAG].copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// The next-fit allocator over any [`Words`]: what [`Heap`] is over a byte slice, and what the
+/// segment uses over its shared memory. All of its state is in the words.
+pub(crate) struct NextFit<W> {
+    words: W,
+}
+
+impl<W: Words> NextFit<W> {
+    /// Writes an empty heap into `words` (see [`Heap::format`]).
+    pub(crate) fn format(words: W) -> NextFit<W> {
         assert!(
-            region.len() >= Self::MIN_REGION,
+            words.len() >= Heap::MIN_REGION,
             "a heap region needs at least {} bytes, got {}",
-            Self::MIN_REGION,
-            region.len()
+            Heap::MIN_REGION,
+            words.len()
         );
-        let len = usable_len(region);
-        let mut heap = Heap { region };
+        let len = usable_len(words.len());
+        let mut heap = NextFit { words };
         heap.set_word(0, MAGIC);
         heap.set_word(OFF_LEN, len as u64);
         heap.set_rover(FIRST);
@@ -188,34 +197,16 @@ impl<'a> Heap<'a> {
         heap
     }
 
-    /// Views a region that [`Heap::format`] formatted, possibly in another process at another address.
-    ///
-    /// # Panics
-    ///
-    /// If `region` does not start with a formatted heap of the same length.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 512];
-    /// let at = Heap::format(&mut region).alloc(10)?.unwrap();
-    /// let mut copy = region.clone();
-    /// let mut heap = Heap::attach(&mut copy);
-    /// heap.free(at);
-    /// assert_eq!(heap.largest_free(), heap.max_alloc());
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn attach(region: &'a mut [u8]) -> Heap<'a> {
+    /// Views words that [`format`](Self::format) formatted (see [`Heap::attach`]).
+    pub(crate) fn attach(words: W) -> NextFit<W> {
         assert!(
-            region.len() >= Self::MIN_REGION,
+            words.len() >= Heap::MIN_REGION,
             "a heap region needs at least {} bytes, got {}",
-            Self::MIN_REGION,
-            region.len()
+            Heap::MIN_REGION,
+            words.len()
         );
-        let len = usable_len(region);
-        let heap = Heap { region };
+        let len = usable_len(words.len());
+        let heap = NextFit { words };
         assert!(
             heap.word(0) == MAGIC && heap.word(OFF_LEN) == len as u64,
             "the region is not a formatted heap of {len} bytes"
@@ -223,32 +214,8 @@ impl<'a> Heap<'a> {
         heap
     }
 
-    /// Allocates `size` bytes by next fit: the search starts at the rover, walks the blocks in address
-    /// order, wraps around once, and takes the first free block that fits, splitting off the rest if it
-    /// is at least 16 bytes. The rover then moves to the block after the allocation.
-    ///
-    /// Returns `Ok(Some(offset))`, where `region[offset..offset + size]` is the payload; `Ok(None)` when no
-    /// free block is large enough now (the rover does not move; free something and retry); and
-    /// `Err(HeapError)` when `size` exceeds [`Heap::max_alloc`], so it can never fit. A zero-byte
-    /// allocation takes a 16-byte block of its own, so its offset is distinct from every other live one
-    /// and [`Heap::free`] accepts it like any other.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 128];
-    /// let mut heap = Heap::format(&mut region);
-    /// let max = heap.max_alloc();
-    /// assert!(heap.alloc(max + 1).is_err()); // never fits
-    /// let all = heap.alloc(max)?.unwrap(); // exactly fills the heap
-    /// assert_eq!(heap.alloc(0)?, None); // not now
-    /// heap.free(all);
-    /// assert!(heap.alloc(0)?.is_some()); // now it does
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn alloc(&mut self, size: usize) -> Result<Option<usize>, HeapError> {
+    /// See [`Heap::alloc`].
+    pub(crate) fn alloc(&mut self, size: usize) -> Result<Option<usize>, HeapError> {
         let largest_possible = self.max_alloc();
         if size > largest_possible {
             return Err(HeapError {
@@ -280,28 +247,8 @@ impl<'a> Heap<'a> {
         }
     }
 
-    /// Frees a block that [`Heap::alloc`] returned, merging it with a free neighbour on either side so
-    /// that no two free blocks are ever adjacent. If the rover pointed at a block that the merge
-    /// swallowed, it moves to the start of the merged block.
-    ///
-    /// Freeing an offset that is not a live block (never allocated, or already freed) is a bug in the
-    /// caller; it is detected from the block's tags (in every build) and panics.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 256];
-    /// let mut heap = Heap::format(&mut region);
-    /// let a = heap.alloc(16)?.unwrap();
-    /// let b = heap.alloc(16)?.unwrap();
-    /// heap.free(a);
-    /// heap.free(b); // merges with `a` on its left and the free rest on its right
-    /// assert_eq!(heap.blocks().count(), 1);
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn free(&mut self, offset: usize) {
+    /// See [`Heap::free`].
+    pub(crate) fn free(&mut self, offset: usize) {
         // Always checked: a bad free would corrupt a heap other processes share, and the check
         // reads two words that free reads anyway.
         assert!(
@@ -335,154 +282,26 @@ impl<'a> Heap<'a> {
         }
     }
 
-    /// The largest size [`Heap::alloc`] can ever satisfy: the payload of the single free block of an
-    /// empty heap. At most 55 bytes less than the region's length.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 4096];
-    /// let heap = Heap::format(&mut region);
-    /// assert_eq!(heap.max_alloc(), 4096 - 48);
-    /// ```
-    pub fn max_alloc(&self) -> usize {
-        self.end() - FIRST - OVERHEAD
-    }
-
-    /// Payload bytes in free blocks now: the sum of their capacities, headers and footers excluded.
-    /// Walks every block.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 4096];
-    /// let mut heap = Heap::format(&mut region);
-    /// heap.alloc(100)?.unwrap(); // takes 112 bytes of payload and 16 of tags
-    /// assert_eq!(heap.free_bytes(), heap.max_alloc() - 112 - 16);
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn free_bytes(&self) -> usize {
+    /// See [`Heap::free_bytes`].
+    pub(crate) fn free_bytes(&self) -> usize {
         self.blocks()
             .filter(|block| !block.used)
             .map(|block| block.capacity)
             .sum()
     }
 
-    /// The capacity of the largest free block: the largest size [`Heap::alloc`] can satisfy now. It is 0
-    /// both when no block is free and when the only free blocks have capacity 0 (16 bytes of tags,
-    /// enough for a zero-byte payload). Walks every block.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 4096];
-    /// let mut heap = Heap::format(&mut region);
-    /// let n = heap.largest_free();
-    /// assert!(heap.alloc(n)?.is_some());
-    /// assert_eq!(heap.largest_free(), 0);
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn largest_free(&self) -> usize {
-        self.blocks()
-            .filter(|block| !block.used)
-            .map(|block| block.capacity)
-            .max()
-            .unwrap_or(0)
+    /// See [`Heap::max_alloc`].
+    pub(crate) fn max_alloc(&self) -> usize {
+        self.end() - FIRST - OVERHEAD
     }
 
-    /// The payload bytes `region[offset..offset + len]` of an allocated block.
-    ///
-    /// # Panics
-    ///
-    /// If `offset` is not a live block or `len` exceeds its capacity.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 256];
-    /// let mut heap = Heap::format(&mut region);
-    /// let at = heap.alloc(3)?.unwrap();
-    /// heap.bytes_mut(at, 3).copy_from_slice(&[1, 2, 3]);
-    /// assert_eq!(heap.bytes(at, 3), &[1, 2, 3]);
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
-        assert!(
-            self.fits_block(offset, len),
-            "Heap::bytes({offset}, {len}): not inside a live block"
-        );
-        &self.region[offset..offset + len]
-    }
-
-    /// The payload bytes `region[offset..offset + len]` of an allocated block, to write.
-    ///
-    /// # Panics
-    ///
-    /// As [`Heap::bytes`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 256];
-    /// let mut heap = Heap::format(&mut region);
-    /// let at = heap.alloc(4)?.unwrap();
-    /// heap.bytes_mut(at, 4).copy_from_slice(b"ping");
-    /// assert_eq!(&region[at..at + 4], b"ping");
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn bytes_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
-        assert!(
-            self.fits_block(offset, len),
-            "Heap::bytes_mut({offset}, {len}): not inside a live block"
-        );
-        &mut self.region[offset..offset + len]
-    }
-
-    /// The payload offset of the block where the next [`Heap::alloc`] starts its search (the rover).
-    /// For diagnostics and tests: it always names a block that [`Heap::blocks`] lists.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 256];
-    /// let mut heap = Heap::format(&mut region);
-    /// let a = heap.alloc(16)?.unwrap();
-    /// assert_eq!(heap.rover(), a + 32); // the free rest, just after `a`
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn rover(&self) -> usize {
+    /// See [`Heap::rover`].
+    fn rover(&self) -> usize {
         self.rover_header() + TAG
     }
 
-    /// Every block in address order, used and free, from the first to the last. For diagnostics and
-    /// tests.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use cspnet_processes::heap::Heap;
-    ///
-    /// let mut region = vec![0u8; 256];
-    /// let mut heap = Heap::format(&mut region);
-    /// heap.alloc(1)?.unwrap();
-    /// heap.alloc(0)?.unwrap();
-    /// let used: Vec<bool> = heap.blocks().map(|block| block.used).collect();
-    /// assert_eq!(used, [true, true, false]);
-    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
-    /// ```
-    pub fn blocks(&self) -> impl Iterator<Item = Block> + '_ {
+    /// See [`Heap::blocks`].
+    fn blocks(&self) -> impl Iterator<Item = Block> + '_ {
         let end = self.end();
         let mut at = FIRST;
         std::iter::from_fn(move || {
@@ -503,18 +322,16 @@ impl<'a> Heap<'a> {
     // Private helpers: words, tags and the rover.
 
     fn word(&self, at: usize) -> u64 {
-        let mut bytes = [0; TAG];
-        bytes.copy_from_slice(&self.region[at..at + TAG]);
-        u64::from_le_bytes(bytes)
+        self.words.load(at)
     }
 
     fn set_word(&mut self, at: usize, value: u64) {
-        self.region[at..at + TAG].copy_from_slice(&value.to_le_bytes());
+        self.words.store(at, value);
     }
 
     /// The offset just past the last block.
     fn end(&self) -> usize {
-        end_of(usable_len(self.region))
+        end_of(usable_len(self.words.len()))
     }
 
     /// The header offset of the block after one ending at `at`: `at` itself, or the first block if `at`
@@ -574,8 +391,277 @@ impl<'a> Heap<'a> {
     }
 
     /// Whether `offset..offset + len` lies in the payload of a live block.
-    fn fits_block(&self, offset: usize, len: usize) -> bool {
+    pub(crate) fn fits_block(&self, offset: usize, len: usize) -> bool {
         self.is_live(offset) && len <= self.header(offset - TAG).0 - OVERHEAD
+    }
+}
+
+impl<'a> Heap<'a> {
+    /// The smallest region [`Heap::format`] accepts: room for the heap header and one block with a
+    /// 16-byte payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; Heap::MIN_REGION];
+    /// let heap = Heap::format(&mut region);
+    /// assert_eq!(heap.max_alloc(), 16);
+    /// ```
+    pub const MIN_REGION: usize = 64;
+
+    /// Formats `region` as an empty heap: one free block spanning everything after the header.
+    ///
+    /// Any length from [`Heap::MIN_REGION`] up works, and the region need not be aligned: offsets are
+    /// aligned to 16 relative to the region's start, so payloads are 16-aligned in memory when the region
+    /// is (a mapped segment is page-aligned). Regions over 128 TiB are used only up to 128 TiB.
+    ///
+    /// # Panics
+    ///
+    /// If `region` is shorter than [`Heap::MIN_REGION`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 1000];
+    /// let heap = Heap::format(&mut region);
+    /// assert_eq!(heap.free_bytes(), heap.max_alloc());
+    /// assert!(heap.max_alloc() > 900);
+    /// ```
+    pub fn format(region: &'a mut [u8]) -> Heap<'a> {
+        Heap {
+            core: NextFit::format(region),
+        }
+    }
+
+    /// Views a region that [`Heap::format`] formatted, possibly in another process at another address.
+    ///
+    /// # Panics
+    ///
+    /// If `region` does not start with a formatted heap of the same length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 512];
+    /// let at = Heap::format(&mut region).alloc(10)?.unwrap();
+    /// let mut copy = region.clone();
+    /// let mut heap = Heap::attach(&mut copy);
+    /// heap.free(at);
+    /// assert_eq!(heap.largest_free(), heap.max_alloc());
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn attach(region: &'a mut [u8]) -> Heap<'a> {
+        Heap {
+            core: NextFit::attach(region),
+        }
+    }
+
+    /// Allocates `size` bytes by next fit: the search starts at the rover, walks the blocks in address
+    /// order, wraps around once, and takes the first free block that fits, splitting off the rest if it
+    /// is at least 16 bytes. The rover then moves to the block after the allocation.
+    ///
+    /// Returns `Ok(Some(offset))`, where `region[offset..offset + size]` is the payload; `Ok(None)` when no
+    /// free block is large enough now (the rover does not move; free something and retry); and
+    /// `Err(HeapError)` when `size` exceeds [`Heap::max_alloc`], so it can never fit. A zero-byte
+    /// allocation takes a 16-byte block of its own, so its offset is distinct from every other live one
+    /// and [`Heap::free`] accepts it like any other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 128];
+    /// let mut heap = Heap::format(&mut region);
+    /// let max = heap.max_alloc();
+    /// assert!(heap.alloc(max + 1).is_err()); // never fits
+    /// let all = heap.alloc(max)?.unwrap(); // exactly fills the heap
+    /// assert_eq!(heap.alloc(0)?, None); // not now
+    /// heap.free(all);
+    /// assert!(heap.alloc(0)?.is_some()); // now it does
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn alloc(&mut self, size: usize) -> Result<Option<usize>, HeapError> {
+        self.core.alloc(size)
+    }
+
+    /// Frees a block that [`Heap::alloc`] returned, merging it with a free neighbour on either side so
+    /// that no two free blocks are ever adjacent. If the rover pointed at a block that the merge
+    /// swallowed, it moves to the start of the merged block.
+    ///
+    /// Freeing an offset that is not a live block (never allocated, or already freed) is a bug in the
+    /// caller; it is detected from the block's tags (in every build) and panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 256];
+    /// let mut heap = Heap::format(&mut region);
+    /// let a = heap.alloc(16)?.unwrap();
+    /// let b = heap.alloc(16)?.unwrap();
+    /// heap.free(a);
+    /// heap.free(b); // merges with `a` on its left and the free rest on its right
+    /// assert_eq!(heap.blocks().count(), 1);
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn free(&mut self, offset: usize) {
+        self.core.free(offset);
+    }
+
+    /// The largest size [`Heap::alloc`] can ever satisfy: the payload of the single free block of an
+    /// empty heap. At most 55 bytes less than the region's length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 4096];
+    /// let heap = Heap::format(&mut region);
+    /// assert_eq!(heap.max_alloc(), 4096 - 48);
+    /// ```
+    pub fn max_alloc(&self) -> usize {
+        self.core.max_alloc()
+    }
+
+    /// Payload bytes in free blocks now: the sum of their capacities, headers and footers excluded.
+    /// Walks every block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 4096];
+    /// let mut heap = Heap::format(&mut region);
+    /// heap.alloc(100)?.unwrap(); // takes 112 bytes of payload and 16 of tags
+    /// assert_eq!(heap.free_bytes(), heap.max_alloc() - 112 - 16);
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn free_bytes(&self) -> usize {
+        self.core.free_bytes()
+    }
+
+    /// The capacity of the largest free block: the largest size [`Heap::alloc`] can satisfy now. It is 0
+    /// both when no block is free and when the only free blocks have capacity 0 (16 bytes of tags,
+    /// enough for a zero-byte payload). Walks every block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 4096];
+    /// let mut heap = Heap::format(&mut region);
+    /// let n = heap.largest_free();
+    /// assert!(heap.alloc(n)?.is_some());
+    /// assert_eq!(heap.largest_free(), 0);
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn largest_free(&self) -> usize {
+        self.blocks()
+            .filter(|block| !block.used)
+            .map(|block| block.capacity)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The payload bytes `region[offset..offset + len]` of an allocated block.
+    ///
+    /// # Panics
+    ///
+    /// If `offset` is not a live block or `len` exceeds its capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 256];
+    /// let mut heap = Heap::format(&mut region);
+    /// let at = heap.alloc(3)?.unwrap();
+    /// heap.bytes_mut(at, 3).copy_from_slice(&[1, 2, 3]);
+    /// assert_eq!(heap.bytes(at, 3), &[1, 2, 3]);
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        assert!(
+            self.core.fits_block(offset, len),
+            "Heap::bytes({offset}, {len}): not inside a live block"
+        );
+        &self.core.words[offset..offset + len]
+    }
+
+    /// The payload bytes `region[offset..offset + len]` of an allocated block, to write.
+    ///
+    /// # Panics
+    ///
+    /// As [`Heap::bytes`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 256];
+    /// let mut heap = Heap::format(&mut region);
+    /// let at = heap.alloc(4)?.unwrap();
+    /// heap.bytes_mut(at, 4).copy_from_slice(b"ping");
+    /// assert_eq!(&region[at..at + 4], b"ping");
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn bytes_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(
+            self.core.fits_block(offset, len),
+            "Heap::bytes_mut({offset}, {len}): not inside a live block"
+        );
+        &mut self.core.words[offset..offset + len]
+    }
+
+    /// The payload offset of the block where the next [`Heap::alloc`] starts its search (the rover).
+    /// For diagnostics and tests: it always names a block that [`Heap::blocks`] lists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 256];
+    /// let mut heap = Heap::format(&mut region);
+    /// let a = heap.alloc(16)?.unwrap();
+    /// assert_eq!(heap.rover(), a + 32); // the free rest, just after `a`
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn rover(&self) -> usize {
+        self.core.rover()
+    }
+
+    /// Every block in address order, used and free, from the first to the last. For diagnostics and
+    /// tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cspnet_processes::heap::Heap;
+    ///
+    /// let mut region = vec![0u8; 256];
+    /// let mut heap = Heap::format(&mut region);
+    /// heap.alloc(1)?.unwrap();
+    /// heap.alloc(0)?.unwrap();
+    /// let used: Vec<bool> = heap.blocks().map(|block| block.used).collect();
+    /// assert_eq!(used, [true, true, false]);
+    /// # Ok::<(), cspnet_processes::heap::HeapError>(())
+    /// ```
+    pub fn blocks(&self) -> impl Iterator<Item = Block> + '_ {
+        self.core.blocks()
     }
 }
 

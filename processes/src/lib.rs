@@ -1,5 +1,9 @@
 //! cspnet on OS processes: every CSP process is an OS process, every channel lives in shared memory.
 //!
+//! **Linux only.** It needs `memfd_create`, process-shared futexes, robust process-shared mutexes
+//! and `prctl(PR_SET_PDEATHSIG)`. On every other target the crate is empty: it builds, so a
+//! program that depends on it still compiles there, but it exports nothing.
+//!
 //! The same API as `cspnet-threads`, name for name; payloads and process results must also be
 //! `Serialize + DeserializeOwned` (they cross address spaces). Use it through the facade
 //! (`use cspnet::processes as csp;`) so that switching backend is a one-line change.
@@ -104,22 +108,41 @@
 //! | a crash | a panic, reported | a panic, a signal or an early exit, reported; its channels poisoned |
 #![warn(missing_docs)]
 
+// Every module needs Linux: memfd, process-shared futexes, robust mutexes, prctl.
+#[cfg(target_os = "linux")]
 mod alternation;
+#[cfg(target_os = "linux")]
 mod channel;
+#[cfg(target_os = "linux")]
+mod children;
+#[cfg(target_os = "linux")]
 mod codec;
+#[cfg(target_os = "linux")]
+mod engine;
+#[cfg(target_os = "linux")]
 mod exec;
+#[cfg(target_os = "linux")]
 mod futex;
+#[cfg(target_os = "linux")]
 pub mod heap;
+#[cfg(target_os = "linux")]
 mod process;
+#[cfg(target_os = "linux")]
 mod shm;
 
+#[cfg(target_os = "linux")]
 pub use alternation::Alternation;
+#[cfg(target_os = "linux")]
 pub use channel::{Channel, IntoIter, Iter, Reader, Writer};
+#[cfg(target_os = "linux")]
 pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
+#[cfg(target_os = "linux")]
 pub use exec::{Registry, exec};
+#[cfg(target_os = "linux")]
 pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};
 
 /// A forked child runs on the thread that forked it, so the process context lives in a thread-local.
+#[cfg(target_os = "linux")]
 use cspnet_core::ThreadSlot;
 
 /// Sets the size in bytes of the shared-memory segment, before the first channel is made (it
@@ -132,6 +155,7 @@ use cspnet_core::ThreadSlot;
 /// let _ch = cspnet_processes::Channel::<u8>::new();
 /// assert!(!cspnet_processes::set_segment_size(128 << 20));
 /// ```
+#[cfg(target_os = "linux")]
 pub fn set_segment_size(bytes: usize) -> bool {
     shm::request_size(bytes)
 }
@@ -139,7 +163,8 @@ pub fn set_segment_size(bytes: usize) -> bool {
 /// Test hook: takes the segment lock as an operation on `reader`'s channel would, runs `then`
 /// (which is expected never to return: the fault tests kill the process inside it), and unlocks.
 #[doc(hidden)]
+#[cfg(target_os = "linux")]
 pub fn __hold_segment_lock<T>(reader: &Reader<T>, then: impl FnOnce()) {
-    let _lock = shm::segment().lock(&[reader.chan()]);
+    let _lock = engine::lock(&[reader.chan()]);
     then();
 }

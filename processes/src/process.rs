@@ -1,42 +1,25 @@
-//! CSP processes as OS processes: `process`, `parallel`, `sequence`, `spawn`, `io`; fork and reaping.
+//! CSP processes as OS processes, the public surface: `Process`, `process`, `parallel`,
+//! `sequence`, `spawn`, `Spawned`, `io`, `current_process_id`.
 //!
-//! A closure process is a `fork` of the calling process. The child runs the body with
-//! `cspnet_core::run_body`, sends the outcome (or the panic) to the parent over an ipc-channel, and
-//! leaves with `_exit`. The parent drops its copy of the closure in census mode (see `channel.rs`),
-//! so it knows which channels the child holds; if the child's ipc-channel closes without a report,
-//! the parent reaps it with `waitpid` on its pid, poisons those channels, and reports the crash.
+//! How a child starts, reports and is reaped is in `children.rs`; a process made by
+//! [`exec`](crate::exec) is the same `Process` with another start mode.
 
 use crate::ThreadSlot;
-use crate::alternation::{forget_waiter, prepare_waiter, release_waiter};
-use crate::channel::{Role, census_drop, leave_held, poison_held};
+use crate::channel::leave_held;
+use crate::children::{Body, ExecSpec, Report, Running, exec_start, fork_start, join_all};
 use crate::codec;
-use crate::exec::{self, ExecSpec};
 use crate::shm::segment;
 use cspnet_core::{
-    Cause, ContextSlot, Failure, Leave, Outcome, ProcessContext, ProcessError, ProcessId,
-    discard_unstarted, flush_dropped_ends, run_body,
+    Cause, ContextSlot, Failure, Leave, Outcome, ProcessError, ProcessId, discard_unstarted,
+    flush_dropped_ends,
 };
-use ipc_channel::ipc::{self, IpcReceiver, IpcReceiverSet, IpcSelectionResult, IpcSender};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::Write;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
-
-/// What a child sends its parent over ipc-channel.
-#[derive(Serialize, Deserialize)]
-pub(crate) enum Msg {
-    /// A re-executed child announces itself and where to send its job.
-    Hello { job: IpcSender<exec::Job> },
-    /// The body's outcome, encoded, or why it failed.
-    Report(Result<Vec<u8>, Cause>),
-}
+use std::sync::Arc;
 
 /// A CSP process: a closure run as a forked OS process (or a registered function run by a
 /// re-executed copy of the program, see [`exec`](crate::exec)) once given to [`parallel`],
@@ -182,19 +165,6 @@ impl<T> fmt::Debug for Process<T> {
     }
 }
 
-/// A started child: its pid, the receiving end of its report channel, and the channel handles it
-/// holds (poisoned if it dies without reporting).
-pub(crate) struct Child {
-    pub(crate) pid: libc::pid_t,
-    pub(crate) rx: IpcReceiver<Msg>,
-    pub(crate) held: Vec<(u64, Role)>,
-}
-
-struct Running {
-    name: Arc<str>,
-    started: Result<Child, Cause>,
-}
-
 /// Processes started by [`spawn`]; [`join`](Self::join) waits for them and gives back their results.
 ///
 /// Dropping the handle without joining also waits (no child outlives its handle), and reports a
@@ -264,11 +234,6 @@ impl<T> fmt::Debug for Spawned<T> {
     }
 }
 
-/// Serialises our forks: the report channel's sending end exists in the parent only while the lock
-/// is held, so no sibling forked by another thread inherits it (which would delay the parent
-/// seeing the child's channel close). The child releases its inherited copy of the guard at once.
-static FORK_LOCK: Mutex<()> = Mutex::new(());
-
 fn start_one<T: Serialize + DeserializeOwned + Send + 'static>(p: Process<T>) -> Running {
     let seg = segment(); // mapped before any fork, so every child shares it
     let id = seg.next_id();
@@ -278,221 +243,9 @@ fn start_one<T: Serialize + DeserializeOwned + Send + 'static>(p: Process<T>) ->
     };
     let started = match p.kind {
         Kind::Closure(body) => fork_start::<T>(Arc::clone(&name), id, body),
-        Kind::Exec(spec) => exec::start(&name, id, spec),
+        Kind::Exec(spec) => exec_start(&name, id, spec),
     };
     Running { name, started }
-}
-
-fn fork_start<T: Serialize + 'static>(
-    name: Arc<str>,
-    id: u64,
-    body: Body<T>,
-) -> Result<Child, Cause> {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    warm_up_ipc();
-    let guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let (tx, rx) = match ipc::channel::<Msg>() {
-        Ok(pair) => pair,
-        Err(e) => {
-            drop(guard);
-            discard_unstarted::<ThreadSlot, _>(vec![body]);
-            return Err(Cause::CouldNotStart(format!(
-                "no ipc-channel for the report: {e}"
-            )));
-        }
-    };
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: fork is safe to call; in the child we only run the body on this thread and leave
-    // with _exit (see the crate docs on fork hazards). No lock of ours is held across it except
-    // FORK_LOCK, whose guard the child drops first.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        drop(guard);
-        child_main::<T>(parent, tx, id, name, body);
-    }
-    drop(tx);
-    drop(guard);
-    if pid < 0 {
-        let e = std::io::Error::last_os_error();
-        discard_unstarted::<ThreadSlot, _>(vec![body]);
-        return Err(Cause::CouldNotStart(format!("fork failed: {e}")));
-    }
-    let held = census_drop(body);
-    Ok(Child { pid, rx, held })
-}
-
-/// Runs ipc-channel's lazy initialisation (its send-buffer size is a `LazyLock` set on the first
-/// send) in this process before any fork: a child forked while another thread was half-way
-/// through it would wait on that `LazyLock` forever.
-fn warm_up_ipc() {
-    static WARM: std::sync::Once = std::sync::Once::new();
-    WARM.call_once(|| {
-        if let Ok((tx, rx)) = ipc::channel::<Msg>() {
-            let _ = tx.send(Msg::Report(Ok(Vec::new())));
-            let _ = rx.recv();
-        }
-    });
-}
-
-/// Things every child does first: die with its parent, forget the parent's per-thread state.
-pub(crate) fn child_setup(parent: libc::pid_t) {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; getppid has no preconditions.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() != parent {
-            libc::_exit(1); // the parent died before we could ask to die with it
-        }
-    }
-    forget_waiter();
-    prepare_waiter();
-}
-
-fn child_main<T: Serialize + 'static>(
-    parent: libc::pid_t,
-    tx: IpcSender<Msg>,
-    id: u64,
-    name: Arc<str>,
-    body: Body<T>,
-) -> ! {
-    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        child_setup(parent);
-        let ctx = ProcessContext::new(ProcessId::new(id), name);
-        let report = match run_body::<ThreadSlot, T>(ctx, body) {
-            Ok(outcome) => codec::to_bytes(&outcome)
-                .map_err(|e| Cause::Panicked(format!("the result could not be encoded: {e}"))),
-            Err(cause) => Err(cause),
-        };
-        let sent = tx.send(Msg::Report(report)).is_ok();
-        release_waiter();
-        sent
-    }));
-    // No flush of stdout here: another thread of the parent may have held its lock at the fork,
-    // and that lock stays locked in the child. `println!` output is line-flushed already.
-    // SAFETY: _exit ends the child without running the parent's atexit handlers or flushing its
-    // copies of stdio buffers a second time.
-    unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 101 }) }
-}
-
-/// Waits for `pid` and describes how it ended.
-pub(crate) fn reap(pid: libc::pid_t) -> String {
-    let mut status = 0;
-    loop {
-        // SAFETY: waitpid on our own child's pid with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return describe(status);
-        }
-        if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        return format!("vanished (waitpid: {})", std::io::Error::last_os_error());
-    }
-}
-
-/// How a wait status reads in a failure report.
-pub(crate) fn describe(status: libc::c_int) -> String {
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        format!("killed by signal {sig} ({})", signal_name(sig))
-    } else if libc::WIFEXITED(status) {
-        format!(
-            "exited with status {} before reporting",
-            libc::WEXITSTATUS(status)
-        )
-    } else {
-        format!("ended with wait status {status:#x} before reporting")
-    }
-}
-
-fn signal_name(sig: libc::c_int) -> &'static str {
-    match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        _ => "signal",
-    }
-}
-
-type Report = Result<Vec<u8>, Cause>;
-/// A started child's pid and the channel handles to poison if it dies without reporting.
-type Reapable = (libc::pid_t, Vec<(u64, Role)>);
-
-/// Waits for every child, in whatever order they end, and collects their reports. A child whose
-/// channel closes without a report is reaped at once and its channels poisoned, so the rest of its
-/// network shuts down while we wait for the others.
-fn join_all(running: Vec<Running>) -> Vec<(Arc<str>, Report)> {
-    flush_dropped_ends::<ThreadSlot>();
-    let n = running.len();
-    let mut reports: Vec<Option<Report>> = (0..n).map(|_| None).collect();
-    let mut names = Vec::with_capacity(n);
-    let mut children: Vec<Option<Reapable>> = Vec::with_capacity(n);
-    let mut ids = HashMap::new();
-    let mut set = None;
-    for (i, r) in running.into_iter().enumerate() {
-        names.push(r.name);
-        match r.started {
-            Err(cause) => {
-                reports[i] = Some(Err(cause));
-                children.push(None);
-            }
-            Ok(child) => {
-                let set = set.get_or_insert_with(|| {
-                    IpcReceiverSet::new().expect("cspnet-processes: an ipc receiver set")
-                });
-                let id = set
-                    .add(child.rx)
-                    .expect("cspnet-processes: adding a report channel to the set");
-                ids.insert(id, i);
-                children.push(Some((child.pid, child.held)));
-            }
-        }
-    }
-    let mut open = ids.len();
-    while open > 0 {
-        let events = set
-            .as_mut()
-            .expect("a set exists while channels are open")
-            .select()
-            .expect("cspnet-processes: waiting on the children's report channels");
-        for event in events {
-            match event {
-                IpcSelectionResult::MessageReceived(id, msg) => {
-                    if let (Some(&i), Ok(Msg::Report(r))) = (ids.get(&id), msg.to::<Msg>()) {
-                        reports[i] = Some(r);
-                    }
-                }
-                IpcSelectionResult::ChannelClosed(id) => {
-                    open -= 1;
-                    let Some(&i) = ids.get(&id) else { continue };
-                    let (pid, held) = children[i].take().expect("each child closes once");
-                    let how = reap(pid);
-                    if reports[i].is_none() {
-                        poison_held(&held);
-                        reports[i] = Some(Err(Cause::Crashed(how)));
-                    }
-                }
-            }
-        }
-    }
-    names
-        .into_iter()
-        .zip(reports)
-        .map(|(name, r)| (name, r.expect("every child reported or was reaped")))
-        .collect()
 }
 
 fn decode_all<T: DeserializeOwned>(

@@ -1,11 +1,35 @@
-//! The shared-memory segment: one memfd mapped `MAP_SHARED`, a header with the robust lock, and the heap.
+//! The shared-memory segment: one memfd mapped `MAP_SHARED`, its header with the robust lock, the
+//! layout of the records kept in it, and typed access to them.
 //!
 //! Everything stored in the segment refers to other records by *segment offset* (never a pointer),
 //! so every process can map it anywhere. Offset 0 is the header, so 0 doubles as "none" ([`NIL`]).
-//! The layout is drawn in `processes/README.md`.
+//! The layout is drawn in `processes/README.md`; what the records *mean* (queues, the commit,
+//! poison and retirement) is the engine's business (`engine.rs`), not this module's.
+//!
+//! # Access without `unsafe` outside this module
+//!
+//! This is the only module that turns a segment offset into a reference. Other processes read and
+//! write the segment while we do, so nothing here ever hands out a `&mut` into it:
+//!
+//! - **Records** ([`ChanRec`], [`WaiterRec`], [`Entry`], [`List`], [`SlotCell`]) are `repr(C)`
+//!   structs made only of atomics ([`Record`]). [`Segment::rec`] checks bounds and alignment and
+//!   gives a shared `&T`; every field is read and written through it. Fields other than the state
+//!   words are [`Word`]s, loaded and stored `Relaxed`: they change only under the segment lock (or,
+//!   for a waiter's `chosen` and `got`, before the release that publishes them), so the lock's own
+//!   acquire and release order them.
+//! - **The heap's tag words** are atomics too ([`SharedWords`]): the allocator runs over them, never
+//!   over a byte slice of the heap.
+//! - **Payload bytes** are copied in and out with `ptr::copy_nonoverlapping` by
+//!   [`Segment::write_payload`] and [`Segment::read_payload`], or lent for the length of a closure
+//!   by [`Segment::with_payload`]. These rest on the commit protocol's ownership rule: a payload
+//!   slot belongs to exactly one process at a time (the writer until it is offered, the reader once
+//!   it is handed over), and only its owner touches its bytes.
 
 use crate::futex;
-use crate::heap::{Heap, HeapError};
+use crate::heap::{HeapError, NextFit, Words};
+use cspnet_core::Deadline;
+use std::cell::UnsafeCell;
+use std::mem::{align_of, offset_of, size_of};
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -28,33 +52,69 @@ pub(crate) const ENV_SIZE: &str = "CSPNET_SHM_SIZE";
 /// Environment variable: the inherited memfd of a re-executed child.
 pub(crate) const ENV_FD: &str = "CSPNET_SHM_FD";
 
-/// A channel's state word.
-pub(crate) const OPEN: u32 = 0;
-pub(crate) const RETIRED: u32 = 1;
-pub(crate) const POISONED: u32 = 2;
+/// A 64-bit field of a shared record. See the module docs for why `Relaxed` is enough.
+#[repr(transparent)]
+pub(crate) struct Word(AtomicU64);
 
-/// A waiter's state word (its futex).
-pub(crate) const WAITING: u32 = 0;
-pub(crate) const DONE: u32 = 1;
-pub(crate) const ALERTED: u32 = 2;
-pub(crate) const ABORTED: u32 = 3;
+impl Word {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 
-/// What a queue entry offers.
-pub(crate) const K_READ: u32 = 0;
-pub(crate) const K_WRITE: u32 = 1;
-/// A write whose payload is not in the heap yet (the heap was full): never matched, only alerted.
-pub(crate) const K_WRITE_PENDING: u32 = 2;
-/// Waits for heap space (linked on the header's heap queue).
-pub(crate) const K_HEAP: u32 = 3;
+    pub(crate) fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
 
-/// The segment header at offset 0.
+/// A 32-bit field of a shared record, like [`Word`].
+#[repr(transparent)]
+pub(crate) struct Word32(AtomicU32);
+
+impl Word32 {
+    pub(crate) fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, value: u32) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
+
+/// A type that lives in the segment and is reached through [`Segment::rec`].
+///
+/// # Safety
+///
+/// Implementors are `repr(C)` (or `repr(transparent)`) and made only of atomics, so every bit
+/// pattern is a valid value and a shared reference may coexist with other processes changing the
+/// same bytes through their own shared references.
+pub(crate) unsafe trait Record {}
+
+// SAFETY: a transparent AtomicU64.
+unsafe impl Record for Word {}
+// SAFETY: an atomic (a futex word).
+unsafe impl Record for AtomicU32 {}
+// SAFETY: repr(C), two Words.
+unsafe impl Record for List {}
+// SAFETY: repr(C), two Words.
+unsafe impl Record for SlotCell {}
+// SAFETY: repr(C), an AtomicU32, Word32s, Words and Lists.
+unsafe impl Record for ChanRec {}
+// SAFETY: repr(C), an AtomicU32, a Word32, a SlotCell and a Word.
+unsafe impl Record for WaiterRec {}
+// SAFETY: repr(C), Words, Word32s and a SlotCell.
+unsafe impl Record for Entry {}
+
+/// The segment header at offset 0. The fields before `next_id` are not atomics and are never
+/// reached through [`Segment::rec`] (it refuses offsets below [`RECORDS`]).
 #[repr(C)]
-pub(crate) struct Header {
+struct Header {
+    /// Written once by [`Segment::create`] before any other process can see the segment.
     magic: u64,
     size: u64,
-    lock: libc::pthread_mutex_t,
+    /// Process-shared and robust; only ever used through its pointer by the pthread calls.
+    lock: UnsafeCell<libc::pthread_mutex_t>,
     /// Network-wide process id counter.
-    pub(crate) next_id: AtomicU64,
+    next_id: AtomicU64,
     /// Bumped when heap space is freed and someone waits for it without a waiter record.
     heap_seq: AtomicU32,
     heap_waiters: AtomicU32,
@@ -63,74 +123,104 @@ pub(crate) struct Header {
     in_heap: AtomicU32,
     touch_n: AtomicU32,
     touch: [AtomicU64; TOUCH],
-    /// Every live channel record (for recovery), linked through `ChanRec::all`.
+    /// Every live channel record (for recovery), linked through `ChanRec::all_next`.
     chans: List,
     /// Entries of alternations waiting for heap space.
-    pub(crate) heapq: List,
+    heapq: List,
 }
 
-/// A doubly linked list of records, by offset.
+/// The lowest offset [`Segment::rec`] accepts: the header's atomics start here.
+const RECORDS: usize = offset_of!(Header, next_id);
+const _: () = assert!(size_of::<Header>() <= HEADER);
+
+/// A doubly linked list of [`Entry`] records, by offset.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
 pub(crate) struct List {
-    pub(crate) head: u64,
-    pub(crate) tail: u64,
+    pub(crate) head: Word,
+    pub(crate) tail: Word,
 }
 
 /// A payload in the heap: its offset and length.
-#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Slot {
     pub(crate) off: u64,
     pub(crate) len: u64,
 }
 
+/// A [`Slot`] stored in a record (or in a channel's ring buffer).
+#[repr(C)]
+pub(crate) struct SlotCell {
+    off: Word,
+    len: Word,
+}
+
+impl SlotCell {
+    pub(crate) fn get(&self) -> Slot {
+        Slot {
+            off: self.off.get(),
+            len: self.len.get(),
+        }
+    }
+
+    pub(crate) fn set(&self, slot: Slot) {
+        self.off.set(slot.off);
+        self.len.set(slot.len);
+    }
+}
+
+/// Bytes of one ring-buffer slot.
+pub(crate) const SLOT_SIZE: usize = size_of::<SlotCell>();
+
 /// A channel's record.
 #[repr(C)]
 pub(crate) struct ChanRec {
+    /// OPEN, RETIRED or POISONED (read without the lock by `Debug` and error reports).
     pub(crate) state: AtomicU32,
-    pub(crate) readers: u32,
-    pub(crate) writers: u32,
+    pub(crate) readers: Word32,
+    pub(crate) writers: Word32,
     /// Channel, Reader and Writer handles (in any process) that refer to this record.
-    pub(crate) handles: u32,
-    pub(crate) capacity: u64,
-    /// Ring of `capacity` slots.
-    pub(crate) buf: u64,
-    pub(crate) buf_head: u64,
-    pub(crate) buf_len: u64,
+    pub(crate) handles: Word32,
+    pub(crate) capacity: Word,
+    /// Ring of `capacity` [`SlotCell`]s.
+    pub(crate) buf: Word,
+    pub(crate) buf_head: Word,
+    pub(crate) buf_len: Word,
     pub(crate) readq: List,
     pub(crate) writeq: List,
-    pub(crate) all_next: u64,
-    pub(crate) all_prev: u64,
+    pub(crate) all_next: Word,
+    pub(crate) all_prev: Word,
 }
 
-/// One blocked operation or alternation: a futex word and room for one entry per guard.
+/// One blocked operation or alternation: a futex word, followed in the same allocation by room
+/// for its [`Entry`] records.
 #[repr(C)]
 pub(crate) struct WaiterRec {
+    /// WAITING, DONE, ALERTED or ABORTED: the waiter's futex word, at offset 0 of the record.
     pub(crate) state: AtomicU32,
-    /// The guard that committed (valid in `DONE`).
-    pub(crate) chosen: u32,
+    /// The guard that committed (valid in DONE).
+    pub(crate) chosen: Word32,
     /// The payload handed to a committed input guard.
-    pub(crate) got: Slot,
-    pub(crate) cap: u64,
-    pub(crate) used: u64,
+    pub(crate) got: SlotCell,
+    /// Entries in use after the record.
+    pub(crate) used: Word,
 }
 
 /// A waiter's registration on one queue.
 #[repr(C)]
 pub(crate) struct Entry {
-    pub(crate) next: u64,
-    pub(crate) prev: u64,
+    pub(crate) next: Word,
+    pub(crate) prev: Word,
     /// The list this entry is linked on (NIL when unlinked).
-    pub(crate) list: u64,
-    pub(crate) waiter: u64,
-    pub(crate) guard: u32,
-    pub(crate) kind: u32,
-    pub(crate) payload: Slot,
+    pub(crate) list: Word,
+    pub(crate) waiter: Word,
+    pub(crate) guard: Word32,
+    pub(crate) kind: Word32,
+    pub(crate) payload: SlotCell,
 }
 
-pub(crate) const ENTRY_SIZE: usize = std::mem::size_of::<Entry>();
-pub(crate) const WAITER_SIZE: usize = std::mem::size_of::<WaiterRec>();
+pub(crate) const ENTRY_SIZE: usize = size_of::<Entry>();
+pub(crate) const WAITER_SIZE: usize = size_of::<WaiterRec>();
+const _: () = assert!(WAITER_SIZE % align_of::<Entry>() == 0 && ENTRY_SIZE % 8 == 0);
 
 /// The mapped segment of this process.
 pub(crate) struct Segment {
@@ -139,8 +229,8 @@ pub(crate) struct Segment {
     fd: RawFd,
 }
 
-// SAFETY: the segment is a fixed mapping that lives as long as the process; all mutation of its
-// contents happens under the process-shared lock or through atomics.
+// SAFETY: the segment is a fixed mapping that lives as long as the process; all access to its
+// contents goes through atomics, the process-shared lock, or payload copies by their owner.
 unsafe impl Send for Segment {}
 // SAFETY: as above.
 unsafe impl Sync for Segment {}
@@ -169,11 +259,10 @@ fn parse_size(s: &str) -> Option<usize> {
 /// The segment, created on first use (or attached, in a re-executed child).
 pub(crate) fn segment() -> &'static Segment {
     SEGMENT.get_or_init(|| {
-        if let Some(fd) = std::env::var(ENV_FD).ok().and_then(|s| s.parse().ok()) {
-            // SAFETY: CSPNET_SHM_FD is set only by `exec` for its child, to the inherited memfd.
-            if let Some(seg) = unsafe { Segment::attach(fd) } {
-                return seg;
-            }
+        if let Some(fd) = std::env::var(ENV_FD).ok().and_then(|s| s.parse().ok())
+            && let Some(seg) = Segment::attach(fd)
+        {
+            return seg;
         }
         let requested = REQUESTED_SIZE.load(Ordering::Relaxed);
         let size = if requested > 0 {
@@ -206,6 +295,23 @@ fn check(what: &str, r: libc::c_int) {
     }
 }
 
+/// The heap's words in the segment: each an atomic, used only by the lock holder.
+struct SharedWords<'s>(&'s Segment);
+
+impl Words for SharedWords<'_> {
+    fn len(&self) -> usize {
+        self.0.size - HEADER
+    }
+
+    fn load(&self, at: usize) -> u64 {
+        self.0.rec::<Word>((HEADER + at) as u64).get()
+    }
+
+    fn store(&mut self, at: usize, value: u64) {
+        self.0.rec::<Word>((HEADER + at) as u64).set(value);
+    }
+}
+
 impl Segment {
     fn create(size: usize) -> Segment {
         // SAFETY: memfd_create with a valid C string; the fd is owned by this struct for the
@@ -221,15 +327,14 @@ impl Segment {
         check("ftruncate of the shared segment", unsafe {
             libc::ftruncate(fd, size as libc::off_t)
         });
-        // SAFETY: fd is a valid memfd of `size` bytes.
-        let seg = unsafe { Segment::map(fd, size) };
-        // SAFETY: the mapping is fresh, page-aligned and at least HEADER bytes; nobody else
-        // sees it yet.
+        let seg = Segment::map(fd, size);
+        let h = seg.base as *mut Header;
+        // SAFETY: the mapping is fresh, page-aligned, zeroed and at least HEADER bytes; no other
+        // process or thread can see it yet, so these plain writes race with nothing. The atomics
+        // need no initialisation (zero is their starting value).
         unsafe {
-            let h = seg.base as *mut Header;
             (*h).magic = MAGIC;
             (*h).size = size as u64;
-            (*h).next_id = AtomicU64::new(1 << 32);
             let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
             check(
                 "pthread_mutexattr_init",
@@ -245,34 +350,37 @@ impl Segment {
             );
             check(
                 "pthread_mutex_init",
-                libc::pthread_mutex_init(&mut (*h).lock, &attr),
+                libc::pthread_mutex_init((*h).lock.get(), &attr),
             );
             libc::pthread_mutexattr_destroy(&mut attr);
         }
-        Heap::format(seg.heap_region());
+        seg.header().next_id.store(1 << 32, Ordering::Relaxed);
+        NextFit::format(SharedWords(&seg));
         seg
     }
 
-    /// # Safety
-    /// `fd` must be a memfd made by [`Segment::create`] (possibly in another process).
-    unsafe fn attach(fd: RawFd) -> Option<Segment> {
-        // SAFETY: fstat on an fd number; failure is handled.
+    /// Maps the memfd `fd` if it holds a segment made by [`Segment::create`] (possibly in another
+    /// process); `None` if it does not.
+    fn attach(fd: RawFd) -> Option<Segment> {
+        // SAFETY: fstat on an fd number fills `st` or fails (then we give up); `st` is a valid
+        // out-pointer and all-zero is a valid `stat`.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `st` is a valid out-pointer.
+        // SAFETY: as above.
         if unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_size as usize) < HEADER {
             return None;
         }
-        // SAFETY: the caller promises fd is our memfd; it has st_size bytes.
-        let seg = unsafe { Segment::map(fd, st.st_size as usize) };
-        // SAFETY: the mapping holds a header written by `create`.
+        let seg = Segment::map(fd, st.st_size as usize);
+        // SAFETY: the mapping is at least HEADER bytes; `magic` was written once by `create`
+        // before the fd was shared and never changes.
         let magic = unsafe { (*(seg.base as *const Header)).magic };
         (magic == MAGIC).then_some(seg)
     }
 
-    /// # Safety
-    /// `fd` must refer to a file of at least `size` bytes.
-    unsafe fn map(fd: RawFd, size: usize) -> Segment {
-        // SAFETY: a fresh shared mapping of the whole file; never unmapped.
+    /// Maps `size` bytes of `fd` shared, read-write.
+    fn map(fd: RawFd, size: usize) -> Segment {
+        // SAFETY: a fresh shared mapping at an address of the kernel's choosing, so it overlaps
+        // nothing of ours; failure is checked below. It is never unmapped. A file shorter than
+        // `size` would fault on access, but both callers pass the file's own size.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -307,24 +415,99 @@ impl Segment {
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: the header is at offset 0 of a live mapping; its shared fields are atomics or
-        // only touched under the lock.
+        // SAFETY: the header is at offset 0 of a live, page-aligned mapping. Its plain fields
+        // (`magic`, `size`) never change after `create`; the lock is in an UnsafeCell and only
+        // reached through its pointer; everything else is atomic.
         unsafe { &*(self.base as *const Header) }
     }
 
-    #[allow(clippy::mut_from_ref)]
-    fn heap_region(&self) -> &mut [u8] {
-        // SAFETY: the heap region lies inside the mapping. It is only viewed as a slice by the
-        // holder of the segment lock (or before anyone else can see the segment), so no two
-        // such views exist at once in one process.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(HEADER), self.size - HEADER) }
+    /// The record of type `T` at segment offset `off`.
+    ///
+    /// # Panics
+    ///
+    /// If `off` is not suitably aligned for `T`, or the record would not lie inside the segment
+    /// past the header's plain fields: a corrupt offset stops here, never reaches memory outside
+    /// the mapping.
+    pub(crate) fn rec<T: Record>(&self, off: u64) -> &T {
+        let at = off as usize;
+        assert!(
+            at >= RECORDS
+                && at % align_of::<T>() == 0
+                && at
+                    .checked_add(size_of::<T>())
+                    .is_some_and(|end| end <= self.size),
+            "cspnet-processes: a record offset {off:#x} outside the segment"
+        );
+        // SAFETY: in bounds and aligned (checked above) in a mapping that is never unmapped; `T`
+        // is made only of atomics (`Record`), so any bytes are a valid `T` and sharing the
+        // reference with other processes that change the record is sound.
+        unsafe { &*(self.base.add(at) as *const T) }
     }
 
-    /// Raw pointer to segment offset `off`.
-    pub(crate) fn ptr(&self, off: u64) -> *mut u8 {
-        debug_assert!((off as usize) < self.size);
-        // SAFETY: offsets stored in the segment are inside it.
-        unsafe { self.base.add(off as usize) }
+    /// Offset of the header's heap queue (entries of alternations waiting for heap space).
+    pub(crate) fn heapq(&self) -> u64 {
+        offset_of!(Header, heapq) as u64
+    }
+
+    /// The list of every live channel record (only `head` is used; the links are the records'
+    /// `all_next`/`all_prev`).
+    pub(crate) fn chans(&self) -> &List {
+        &self.header().chans
+    }
+
+    /// Panics unless `slot` lies in the heap.
+    fn check_slot(&self, slot: Slot) -> usize {
+        let at = slot.off as usize;
+        assert!(
+            at >= HEADER
+                && at
+                    .checked_add(slot.len as usize)
+                    .is_some_and(|end| end <= self.size),
+            "cspnet-processes: a payload slot {slot:?} outside the heap"
+        );
+        at
+    }
+
+    /// Copies `bytes` into the payload slot `to`, which must be exactly as long.
+    ///
+    /// The caller owns `to` (a fresh allocation of its own, not yet offered to anyone), so no
+    /// other process reads or writes those bytes meanwhile.
+    pub(crate) fn write_payload(&self, to: Slot, bytes: &[u8]) {
+        assert_eq!(to.len, bytes.len() as u64, "a payload and its slot differ");
+        let at = self.check_slot(to);
+        // SAFETY: the destination lies in the mapping (checked) and, by the ownership rule in the
+        // module docs, is touched by no one else until it is offered; `bytes` is a separate
+        // buffer of this process, so they do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) };
+    }
+
+    /// Copies the payload in `from` out of the segment.
+    ///
+    /// The caller owns `from` (handed to it by a commit and not yet freed).
+    pub(crate) fn read_payload(&self, from: Slot) -> Vec<u8> {
+        let at = self.check_slot(from);
+        let len = from.len as usize;
+        let mut bytes = Vec::with_capacity(len);
+        // SAFETY: the source lies in the mapping (checked) and, by the ownership rule, nobody
+        // writes it while its owner reads; the destination is the Vec's fresh capacity of `len`
+        // bytes, which the copy initialises before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.add(at), bytes.as_mut_ptr(), len);
+            bytes.set_len(len);
+        }
+        bytes
+    }
+
+    /// Lends the payload in `from` to `f` without copying it (for large values decoded in place).
+    ///
+    /// The caller owns `from` and keeps it allocated until `f` returns.
+    pub(crate) fn with_payload<R>(&self, from: Slot, f: impl FnOnce(&[u8]) -> R) -> R {
+        let at = self.check_slot(from);
+        // SAFETY: the bytes lie in the mapping (checked); by the ownership rule nobody writes or
+        // frees them while their owner holds them, which covers the whole call of `f` (the
+        // borrow cannot escape it).
+        let bytes = unsafe { std::slice::from_raw_parts(self.base.add(at), from.len as usize) };
+        f(bytes)
     }
 
     /// A fresh network-wide process id.
@@ -334,41 +517,64 @@ impl Segment {
 
     /// Takes the segment lock, recording which channels the critical section may change so that
     /// a process dying inside it takes exactly those channels down (poison) instead of the lock.
-    pub(crate) fn lock(&'static self, touching: &[u64]) -> Locked {
+    ///
+    /// If the previous holder died holding it, `recover` runs first (with the lock held) and is
+    /// told what the dead process may have left half-changed; the lock is then made consistent.
+    /// The same `recover` serves every later re-acquisition of this `Locked`.
+    pub(crate) fn lock(&'static self, touching: &[u64], recover: Recover) -> Locked {
         let mut l = Locked {
             seg: self,
             wakes: Vec::new(),
             held: false,
+            recover,
         };
         l.acquire(touching);
         l
     }
 
     /// Waits (with the lock not held) until heap space is freed after `seq` was read.
-    pub(crate) fn wait_for_space(&self, seq: u32, deadline: cspnet_core::Deadline) {
+    pub(crate) fn wait_for_space(&self, seq: u32, deadline: Deadline) {
         let h = self.header();
         futex::wait(&h.heap_seq, seq, deadline);
         h.heap_waiters.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// The segment lock, held; dropping it unlocks and then wakes the waiters the section committed.
+/// What a process that died holding the segment lock may have left half-changed.
+pub(crate) enum Orphaned {
+    /// The channels its critical section named.
+    Channels(Vec<u64>),
+    /// Any channel: it named too many, or died inside the allocator (then the heap is marked
+    /// broken and never allocates again).
+    All,
+}
+
+/// Repairs what a dead lock holder left (see [`Segment::lock`]).
+pub(crate) type Recover = fn(&mut Locked, Orphaned);
+
+/// The segment lock, held; dropping it unlocks and then wakes the futexes the section asked for.
 pub(crate) struct Locked {
     seg: &'static Segment,
+    /// Segment offsets of futex words to wake after unlocking.
     wakes: Vec<u64>,
     held: bool,
+    recover: Recover,
 }
 
 impl Locked {
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        self.seg.header().lock.get()
+    }
+
     fn acquire(&mut self, touching: &[u64]) {
         debug_assert!(!self.held);
-        let h = self.header();
-        let lock = &h.lock as *const libc::pthread_mutex_t as *mut libc::pthread_mutex_t;
+        let lock = self.mutex();
         // Spin briefly first: critical sections are short, and sleeping on a held lock costs two
         // context switches.
         let mut r = libc::EBUSY;
         for _ in 0..SPINS {
-            // SAFETY: the mutex was initialised process-shared and robust by `create`.
+            // SAFETY: the mutex was initialised process-shared and robust by `create`, and lives
+            // in the mapping for as long as the process.
             r = unsafe { libc::pthread_mutex_trylock(lock) };
             if r != libc::EBUSY {
                 break;
@@ -381,7 +587,8 @@ impl Locked {
         }
         self.held = true;
         if r == libc::EOWNERDEAD {
-            self.recover();
+            let orphaned = self.orphaned();
+            (self.recover)(self, orphaned);
             // SAFETY: we own the mutex in the EOWNERDEAD state; the state is repaired above.
             unsafe { libc::pthread_mutex_consistent(lock) };
         } else if r != 0 {
@@ -390,6 +597,7 @@ impl Locked {
                 std::io::Error::from_raw_os_error(r)
             );
         }
+        let h = self.seg.header();
         if touching.len() <= TOUCH {
             for (slot, &c) in h.touch.iter().zip(touching) {
                 slot.store(c, Ordering::Relaxed);
@@ -400,358 +608,118 @@ impl Locked {
         }
     }
 
+    /// What the dead holder was changing, from the header's touch list and allocator mark.
+    fn orphaned(&self) -> Orphaned {
+        let h = self.seg.header();
+        let n = h.touch_n.load(Ordering::Relaxed);
+        let in_heap = h.in_heap.load(Ordering::Relaxed) != 0;
+        if in_heap {
+            // The heap may be half-updated: never allocate from it again.
+            h.broken.store(1, Ordering::Relaxed);
+            h.in_heap.store(0, Ordering::Relaxed);
+        }
+        if in_heap || n == TOUCH_ALL {
+            Orphaned::All
+        } else {
+            Orphaned::Channels(
+                h.touch[..n as usize]
+                    .iter()
+                    .map(|t| t.load(Ordering::Relaxed))
+                    .collect(),
+            )
+        }
+    }
+
     pub(crate) fn seg(&self) -> &'static Segment {
         self.seg
     }
 
-    fn header(&self) -> &'static Header {
-        self.seg.header()
+    pub(crate) fn chan(&self, off: u64) -> &ChanRec {
+        self.seg.rec(off)
     }
 
-    /// The record of type `T` at segment offset `off`.
-    ///
-    /// Callers never hold two references to the same record at once; every record is touched only
-    /// under the lock (or, for a waiter's state word, through atomics).
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) fn rec<T>(&self, off: u64) -> &mut T {
-        debug_assert!(off != NIL && (off as usize) + std::mem::size_of::<T>() <= self.seg.size);
-        // SAFETY: `off` was returned by our allocator for a record of type `T` (or is the
-        // header), so it is in bounds and 16-aligned; the lock is held, so no other process or
-        // thread mutates it now.
-        unsafe { &mut *(self.seg.ptr(off) as *mut T) }
+    pub(crate) fn waiter(&self, off: u64) -> &WaiterRec {
+        self.seg.rec(off)
     }
 
-    pub(crate) fn chan(&self, off: u64) -> &mut ChanRec {
-        self.rec(off)
+    pub(crate) fn entry(&self, off: u64) -> &Entry {
+        self.seg.rec(off)
     }
 
-    pub(crate) fn waiter(&self, off: u64) -> &mut WaiterRec {
-        self.rec(off)
+    pub(crate) fn list(&self, off: u64) -> &List {
+        self.seg.rec(off)
     }
 
-    pub(crate) fn entry(&self, off: u64) -> &mut Entry {
-        self.rec(off)
+    pub(crate) fn slot(&self, off: u64) -> &SlotCell {
+        self.seg.rec(off)
     }
 
     /// Whether a process died inside the allocator (then every operation fails with poison).
     pub(crate) fn broken(&self) -> bool {
-        self.header().broken.load(Ordering::Relaxed) != 0
+        self.seg.header().broken.load(Ordering::Relaxed) != 0
     }
 
     /// Allocates `len` bytes; `Ok(None)` when the heap is full now.
     pub(crate) fn alloc(&mut self, len: usize) -> Result<Option<u64>, HeapError> {
-        let h = self.header();
+        let h = self.seg.header();
         h.in_heap.store(1, Ordering::Relaxed);
-        let r = Heap::attach(self.seg.heap_region()).alloc(len);
+        let r = NextFit::attach(SharedWords(self.seg)).alloc(len);
         h.in_heap.store(0, Ordering::Relaxed);
         r.map(|o| o.map(|o| (o + HEADER) as u64))
     }
 
-    /// Frees what [`alloc`](Self::alloc) returned, and wakes whoever waits for space.
-    pub(crate) fn free(&mut self, off: u64) {
-        let h = self.header();
+    /// Payload bytes free in the heap now (for tests that check nothing leaks).
+    #[cfg(test)]
+    pub(crate) fn heap_free_bytes(&self) -> usize {
+        NextFit::attach(SharedWords(self.seg)).free_bytes()
+    }
+
+    /// Frees what [`alloc`](Self::alloc) returned and wakes the waiters for space that have no
+    /// waiter record. Waiters queued on the heap queue are the caller's to alert.
+    pub(crate) fn heap_free(&mut self, off: u64) {
+        let h = self.seg.header();
         h.in_heap.store(1, Ordering::Relaxed);
-        Heap::attach(self.seg.heap_region()).free(off as usize - HEADER);
+        NextFit::attach(SharedWords(self.seg)).free(off as usize - HEADER);
         h.in_heap.store(0, Ordering::Relaxed);
-        if h.heap_waiters.load(Ordering::Relaxed) > 0 {
-            h.heap_seq.fetch_add(1, Ordering::Release);
-            self.wakes.push(&h.heap_seq as *const AtomicU32 as u64);
-        }
-        let heapq = self.heapq();
-        if self.rec::<List>(heapq).head != NIL {
-            self.alert_list(heapq);
-        }
+        self.wake_space_waiters();
     }
 
-    /// Registers as waiting for space without a waiter record; returns the sequence to wait on.
-    pub(crate) fn space_ticket(&self) -> u32 {
-        let h = self.header();
-        h.heap_waiters.fetch_add(1, Ordering::AcqRel);
-        h.heap_seq.load(Ordering::Acquire)
-    }
-
-    /// Offset of the header's heap queue.
-    pub(crate) fn heapq(&self) -> u64 {
-        let h = self.header();
-        (&h.heapq as *const List as usize - self.seg.base as usize) as u64
-    }
-
-    /// Wakes the futex at segment offset `word` once the lock is released.
-    pub(crate) fn wake_later(&mut self, word: u64) {
-        self.wakes.push(self.seg.ptr(word) as u64);
-    }
-
-    /// Copies `bytes` into the heap at `off`.
-    pub(crate) fn copy_in(&self, off: u64, bytes: &[u8]) {
-        // SAFETY: `off` is a fresh allocation of at least `bytes.len()` bytes in the mapping,
-        // owned by the caller.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.seg.ptr(off), bytes.len()) };
-    }
-
-    /// Appends entry `e` to the list at offset `list`.
-    pub(crate) fn push_back(&self, list: u64, e: u64) {
-        let l = *self.rec::<List>(list);
-        {
-            let ent = self.entry(e);
-            ent.list = list;
-            ent.next = NIL;
-            ent.prev = l.tail;
-        }
-        if l.tail == NIL {
-            self.rec::<List>(list).head = e;
-        } else {
-            self.entry(l.tail).next = e;
-        }
-        self.rec::<List>(list).tail = e;
-    }
-
-    /// Unlinks entry `e` from whatever list holds it (no-op when unlinked).
-    pub(crate) fn unlink(&self, e: u64) {
-        let (list, next, prev) = {
-            let ent = self.entry(e);
-            (ent.list, ent.next, ent.prev)
-        };
-        if list == NIL {
-            return;
-        }
-        if prev == NIL {
-            self.rec::<List>(list).head = next;
-        } else {
-            self.entry(prev).next = next;
-        }
-        if next == NIL {
-            self.rec::<List>(list).tail = prev;
-        } else {
-            self.entry(next).prev = prev;
-        }
-        let ent = self.entry(e);
-        ent.list = NIL;
-        ent.next = NIL;
-        ent.prev = NIL;
-    }
-
-    /// Commits waiter `w` (if it still waits) with guard `guard` and wakes it after unlock.
-    pub(crate) fn commit(&mut self, w: u64, guard: u32, got: Slot) -> bool {
-        let rec = self.waiter(w);
-        if rec.state.load(Ordering::Relaxed) != WAITING {
-            return false;
-        }
-        rec.chosen = guard;
-        rec.got = got;
-        let used = rec.used;
-        // Unlink the waiter's entries for it, so that it can finish without taking the lock.
-        for k in 0..used {
-            self.unlink(w + (WAITER_SIZE + k as usize * ENTRY_SIZE) as u64);
-        }
-        // Exactly one guard commits: the waiter leaves WAITING once (every transition happens
-        // under the lock, so this cannot fail after the check above; the CAS states the rule).
-        let rec = self.waiter(w);
-        if rec
-            .state
-            .compare_exchange(WAITING, DONE, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        self.wake_later(w);
-        true
-    }
-
-    /// Alerts every waiting entry's waiter on list `list` so it looks again.
-    pub(crate) fn alert_list(&mut self, list: u64) {
-        let mut e = self.rec::<List>(list).head;
-        while e != NIL {
-            let (w, next) = {
-                let ent = self.entry(e);
-                (ent.waiter, ent.next)
-            };
-            let st = &self.waiter(w).state;
-            if st
-                .compare_exchange(WAITING, ALERTED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.wake_later(w);
-            }
-            e = next;
-        }
-    }
-
-    /// Moves a channel to `to` (RETIRED or POISONED; poison overrides, nothing undoes it) and
-    /// alerts its waiters. Poison discards buffered values.
-    pub(crate) fn end_channel(&mut self, c: u64, to: u32) {
-        let cur = self.chan(c).state.load(Ordering::Relaxed);
-        if cur >= to {
-            return;
-        }
-        self.chan(c).state.store(to, Ordering::Release);
-        if to == POISONED {
-            self.drop_buffer(c);
-        }
-        let (rq, wq) = {
-            let base = c;
-            (
-                base + std::mem::offset_of!(ChanRec, readq) as u64,
-                base + std::mem::offset_of!(ChanRec, writeq) as u64,
-            )
-        };
-        self.alert_list(rq);
-        self.alert_list(wq);
-        let h = self.header();
-        if h.heap_waiters.load(Ordering::Relaxed) > 0 {
-            h.heap_seq.fetch_add(1, Ordering::Release);
-            self.wakes.push(&h.heap_seq as *const AtomicU32 as u64);
-        }
-    }
-
-    /// Frees the values buffered in channel `c`.
-    pub(crate) fn drop_buffer(&mut self, c: u64) {
-        while let Some(s) = self.buf_pop(c) {
-            self.free(s.off);
-        }
-    }
-
-    fn buf_slot(&self, c: u64, i: u64) -> &mut Slot {
-        let ch = self.chan(c);
-        let at = ch.buf + ((ch.buf_head + i) % ch.capacity) * 16;
-        self.rec::<Slot>(at)
-    }
-
-    pub(crate) fn buf_pop(&mut self, c: u64) -> Option<Slot> {
-        if self.chan(c).buf_len == 0 {
-            return None;
-        }
-        let s = *self.buf_slot(c, 0);
-        let ch = self.chan(c);
-        ch.buf_head = (ch.buf_head + 1) % ch.capacity;
-        ch.buf_len -= 1;
-        Some(s)
-    }
-
-    pub(crate) fn buf_push(&mut self, c: u64, s: Slot) {
-        let len = self.chan(c).buf_len;
-        *self.buf_slot(c, len) = s;
-        self.chan(c).buf_len += 1;
-    }
-
-    /// Creates a channel record with one handle (the `Channel` being made).
-    pub(crate) fn new_channel(&mut self, capacity: usize) -> Result<u64, HeapError> {
-        let c = self.alloc_wait(std::mem::size_of::<ChanRec>())?;
-        let buf = if capacity > 0 {
-            self.alloc_wait(capacity * 16)?
-        } else {
-            NIL
-        };
-        // SAFETY: `c` is a fresh allocation of ChanRec's size; zeroing it makes every field
-        // valid (atomics and integers).
-        unsafe { std::ptr::write_bytes(self.seg.ptr(c), 0, std::mem::size_of::<ChanRec>()) };
-        let head = self.header().chans.head;
-        {
-            let ch = self.chan(c);
-            ch.capacity = capacity as u64;
-            ch.buf = buf;
-            ch.handles = 1;
-            ch.all_next = head;
-        }
-        if head != NIL {
-            self.chan(head).all_prev = c;
-        }
-        self.hdr_mut().chans.head = c;
-        Ok(c)
-    }
-
-    #[allow(clippy::mut_from_ref)]
-    fn hdr_mut(&self) -> &mut Header {
-        // SAFETY: the header is at offset 0; its non-atomic fields are only changed under the
-        // lock, which is held.
-        unsafe { &mut *(self.seg.base as *mut Header) }
-    }
-
-    /// Allocation for records: waits for space rather than failing (records are small).
-    fn alloc_wait(&mut self, len: usize) -> Result<u64, HeapError> {
+    /// Allocation for records: waits for space rather than failing (records are small). The lock
+    /// is released while it waits.
+    pub(crate) fn alloc_wait(&mut self, len: usize) -> Result<u64, HeapError> {
         loop {
             if let Some(o) = self.alloc(len)? {
                 return Ok(o);
             }
-            // Rare: the heap is full of payloads. Release the lock while waiting.
+            // Rare: the heap is full of payloads.
             let seq = self.space_ticket();
             let seg = self.seg;
             self.unlock_now();
-            seg.wait_for_space(seq, cspnet_core::Deadline::Never);
+            seg.wait_for_space(seq, Deadline::Never);
             self.acquire(&[]);
         }
     }
 
-    /// Drops one handle of channel `c`; frees the record when it was the last.
-    pub(crate) fn release_handle(&mut self, c: u64) {
-        let ch = self.chan(c);
-        ch.handles -= 1;
-        if ch.handles > 0 {
-            return;
-        }
-        self.drop_buffer(c);
-        let (next, prev, buf) = {
-            let ch = self.chan(c);
-            (ch.all_next, ch.all_prev, ch.buf)
-        };
-        if prev == NIL {
-            self.hdr_mut().chans.head = next;
-        } else {
-            self.chan(prev).all_next = next;
-        }
-        if next != NIL {
-            self.chan(next).all_prev = prev;
-        }
-        if buf != NIL {
-            self.free(buf);
-        }
-        self.free(c);
+    /// Registers as waiting for space without a waiter record; returns the sequence to wait on
+    /// (with [`Segment::wait_for_space`], after unlocking).
+    pub(crate) fn space_ticket(&self) -> u32 {
+        let h = self.seg.header();
+        h.heap_waiters.fetch_add(1, Ordering::AcqRel);
+        h.heap_seq.load(Ordering::Acquire)
     }
 
-    /// The owner of the lock died in a critical section: poison what it was changing.
-    fn recover(&mut self) {
-        let h = self.header();
-        let n = h.touch_n.load(Ordering::Relaxed);
-        let all = n == TOUCH_ALL || h.in_heap.load(Ordering::Relaxed) != 0;
-        if h.in_heap.load(Ordering::Relaxed) != 0 {
-            // The heap may be half-updated: never allocate from it again.
-            h.broken.store(1, Ordering::Relaxed);
+    /// Wakes, after unlocking, everyone waiting for space without a waiter record.
+    pub(crate) fn wake_space_waiters(&mut self) {
+        let h = self.seg.header();
+        if h.heap_waiters.load(Ordering::Relaxed) > 0 {
+            h.heap_seq.fetch_add(1, Ordering::Release);
+            self.wakes.push(offset_of!(Header, heap_seq) as u64);
         }
-        h.in_heap.store(0, Ordering::Relaxed);
-        let victims: Vec<u64> = if all {
-            let mut v = Vec::new();
-            let mut c = h.chans.head;
-            while c != NIL {
-                v.push(c);
-                c = self.chan(c).all_next;
-            }
-            v
-        } else {
-            h.touch[..n as usize]
-                .iter()
-                .map(|t| t.load(Ordering::Relaxed))
-                .collect()
-        };
-        for c in victims {
-            // Poison without freeing (the heap may be inconsistent): mark, then alert and wake
-            // every entry, even ones already committed whose wake the dead process never sent.
-            self.chan(c).state.store(POISONED, Ordering::Release);
-            for q in [
-                c + std::mem::offset_of!(ChanRec, readq) as u64,
-                c + std::mem::offset_of!(ChanRec, writeq) as u64,
-            ] {
-                self.alert_list(q);
-                let mut e = self.rec::<List>(q).head;
-                while e != NIL {
-                    let (w, next) = (self.entry(e).waiter, self.entry(e).next);
-                    self.wake_later(w);
-                    e = next;
-                }
-            }
-        }
-        let heapq = self.heapq();
-        self.alert_list(heapq);
-        h.heap_seq.fetch_add(1, Ordering::Release);
-        self.wakes.push(&h.heap_seq as *const AtomicU32 as u64);
+    }
+
+    /// Wakes the futex word at segment offset `word` once the lock is released.
+    pub(crate) fn wake_later(&mut self, word: u64) {
+        self.wakes.push(word);
     }
 
     fn unlock_now(&mut self) {
@@ -759,13 +727,12 @@ impl Locked {
             return;
         }
         self.held = false;
-        let h = self.header();
-        h.touch_n.store(0, Ordering::Relaxed);
-        let lock = &h.lock as *const libc::pthread_mutex_t as *mut libc::pthread_mutex_t;
-        // SAFETY: this process holds the mutex (a `Locked` exists only while it does).
-        unsafe { libc::pthread_mutex_unlock(lock) };
+        self.seg.header().touch_n.store(0, Ordering::Relaxed);
+        // SAFETY: this thread holds the mutex (`held`), which is initialised and lives as long
+        // as the process.
+        unsafe { libc::pthread_mutex_unlock(self.mutex()) };
         for w in self.wakes.drain(..) {
-            futex::wake(w as *const AtomicU32, i32::MAX);
+            futex::wake(self.seg.rec::<AtomicU32>(w), i32::MAX);
         }
     }
 }

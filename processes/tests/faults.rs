@@ -3,6 +3,9 @@
 //! Each test learns where its victim is through channels (no sleeps): the victim sends its pid on
 //! a buffered channel and then blocks in a rendezvous that nobody will complete. Afterwards the
 //! test checks that the victim was reaped (no zombie) and that nothing of ours is in /dev/shm.
+//!
+//! Linux only, like the processes backend itself.
+#![cfg(target_os = "linux")]
 
 use cspnet_core::Cause;
 use cspnet_processes::{Channel, ChannelError, Outcome, parallel, process, spawn};

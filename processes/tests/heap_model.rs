@@ -8,6 +8,9 @@
 //! and keep the bytes written into them, and that freeing everything leaves one free block.
 //!
 //! The default is 256 cases (4 shorter ones under Miri); set `PROPTEST_CASES` for more or fewer.
+//!
+//! Linux only, like the processes backend itself.
+#![cfg(target_os = "linux")]
 
 use cspnet_processes::heap::{Block, Heap, HeapError};
 use proptest::prelude::*;

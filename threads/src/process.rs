@@ -1,8 +1,7 @@
 //! The threads engine's processes: each CSP process is an OS thread, joined in order.
 
 use crate::ThreadSlot;
-use cspnet_core::{Cause, Outcome, ProcessContext, discard_unstarted, run_body};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use cspnet_core::{Cause, MappingBudget, Outcome, ProcessContext, discard_unstarted, run_body};
 use std::thread::JoinHandle;
 
 /// A process body, ready to run on its own thread.
@@ -24,39 +23,14 @@ impl<T> Drop for Pending<T> {
     }
 }
 
-/// Process threads alive now, counted against the kernel's mapping limit.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-/// Mappings one thread takes: its stack and guard page, its signal stack and guard page.
-const MAPPINGS_PER_THREAD: usize = 4;
-/// Mappings left for everything else the program maps (heap arenas, libraries, files).
-const SPARE_MAPPINGS: usize = 8192;
-
-/// Counts a thread about to start, unless it would take the program past the kernel's mapping
-/// limit: there std aborts the whole program when the thread cannot get its signal stack.
-fn reserve_thread() -> Result<LiveThread, Cause> {
-    let live = LIVE.fetch_add(1, Ordering::AcqRel);
-    let reservation = LiveThread;
-    match cspnet_core::max_map_count() {
-        Some(max) if live >= max.saturating_sub(SPARE_MAPPINGS) / MAPPINGS_PER_THREAD => {
-            Err(Cause::CouldNotStart(format!(
-                "{live} process threads are running, and one more would take the program near \
-                 the kernel's limit of {max} memory mappings (each thread takes \
-                 {MAPPINGS_PER_THREAD}); raise it (`sysctl vm.max_map_count=..`), or use the \
-                 coroutines backend for networks this large"
-            )))
-        }
-        _ => Ok(reservation),
-    }
-}
-
-/// One counted process thread; dropping it (when the thread ends, or was never started) uncounts it.
-struct LiveThread;
-
-impl Drop for LiveThread {
-    fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// Process threads alive now, counted against the kernel's mapping limit: past it std aborts the
+/// whole program when a thread cannot get its signal stack. A thread takes four mappings: its
+/// stack and guard page, its signal stack and guard page.
+static BUDGET: MappingBudget = MappingBudget::new(
+    4,
+    "process threads",
+    "For networks this large, the coroutines backend takes a fraction of the mappings.",
+);
 
 pub(crate) fn start<T: Send + 'static>(
     ctx: ProcessContext,
@@ -64,7 +38,7 @@ pub(crate) fn start<T: Send + 'static>(
 ) -> Result<Running<T>, Cause> {
     let mut pending = Pending(Some(body));
     // On refusal, dropping `pending` poisons the channels its ends held, so the started processes end.
-    let live = reserve_thread()?;
+    let live = BUDGET.reserve()?;
     std::thread::Builder::new()
         .name(ctx.name().to_owned())
         .spawn(move || {

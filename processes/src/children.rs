@@ -1,0 +1,431 @@
+//! OS children: how a CSP process starts (a `fork`, or a re-executed program), reports, and is
+//! reaped; the bookkeeping `parallel` and `spawn` do for them.
+//!
+//! A closure process is a `fork` of the calling process. The child runs the body with
+//! `cspnet_core::run_body`, sends the outcome (or the panic) to the parent over an ipc-channel, and
+//! leaves with `_exit`. The parent drops its copy of the closure in census mode (see `channel.rs`),
+//! so it knows which channels the child holds; if the child's ipc-channel closes without a report,
+//! the parent reaps it with `waitpid` on its pid, poisons those channels, and reports the crash.
+//!
+//! A re-executed child (`exec.rs`) is started by [`exec_start`]: `current_exe()` with the caller's
+//! arguments, environment and directory, plus the bootstrap server's name ([`ENV_BOOT`]) and the
+//! segment's memfd, whose `FD_CLOEXEC` flag is cleared in the child only. It reports over the
+//! same kind of ipc-channel, and is joined the same way.
+//!
+//! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
+
+use crate::ThreadSlot;
+use crate::channel::{Role, census_drop, leave_held, poison_held};
+use crate::codec;
+use crate::engine::{forget_waiter, prepare_waiter, release_waiter};
+use crate::shm::{self, segment};
+use cspnet_core::{
+    Cause, Leave, Outcome, ProcessContext, ProcessId, discard_unstarted, flush_dropped_ends,
+    run_body,
+};
+use ipc_channel::ipc::{
+    self, IpcOneShotServer, IpcReceiver, IpcReceiverSet, IpcSelectionResult, IpcSender,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The body of a closure process.
+pub(crate) type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
+
+/// What a child sends its parent over ipc-channel.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Msg {
+    /// A re-executed child announces itself and where to send its job.
+    Hello { job: IpcSender<Job> },
+    /// The body's outcome, encoded, or why it failed.
+    Report(Result<Vec<u8>, Cause>),
+}
+
+/// Environment variable: the bootstrap server a re-executed child connects to.
+pub(crate) const ENV_BOOT: &str = "CSPNET_EXEC_SERVER";
+
+/// What a re-executed child is asked to run.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub(crate) func: String,
+    pub(crate) args: Vec<u8>,
+    pub(crate) id: u64,
+    pub(crate) name: String,
+}
+
+/// A process to be started by re-executing the program.
+pub(crate) struct ExecSpec {
+    pub(crate) func: String,
+    pub(crate) args: Vec<u8>,
+    /// Channel handles serialized into `args` (joined on the child's behalf).
+    pub(crate) held: Vec<(u64, Role)>,
+    pub(crate) argv: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) dir: Option<PathBuf>,
+}
+
+impl ExecSpec {
+    pub(crate) fn take_held(&mut self) -> Vec<(u64, Role)> {
+        std::mem::take(&mut self.held)
+    }
+}
+
+impl Drop for ExecSpec {
+    fn drop(&mut self) {
+        // Never started: the ends meant for the child poison their channels, like the ends of a
+        // closure process that never ran.
+        let held = self.take_held();
+        if !held.is_empty() {
+            leave_held(held, Leave::Poison);
+        }
+    }
+}
+
+/// A started child: its pid, the receiving end of its report channel, and the channel handles it
+/// holds (poisoned if it dies without reporting).
+pub(crate) struct Child {
+    pub(crate) pid: libc::pid_t,
+    pub(crate) rx: IpcReceiver<Msg>,
+    pub(crate) held: Vec<(u64, Role)>,
+}
+
+/// A process that was started, or why it could not be.
+pub(crate) struct Running {
+    pub(crate) name: Arc<str>,
+    pub(crate) started: Result<Child, Cause>,
+}
+
+/// Serialises our forks: the report channel's sending end exists in the parent only while the lock
+/// is held, so no sibling forked by another thread inherits it (which would delay the parent
+/// seeing the child's channel close). The child releases its inherited copy of the guard at once.
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// Starts a closure process as a `fork` of this process.
+pub(crate) fn fork_start<T: Serialize + 'static>(
+    name: Arc<str>,
+    id: u64,
+    body: Body<T>,
+) -> Result<Child, Cause> {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    warm_up_ipc();
+    let guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (tx, rx) = match ipc::channel::<Msg>() {
+        Ok(pair) => pair,
+        Err(e) => {
+            drop(guard);
+            discard_unstarted::<ThreadSlot, _>(vec![body]);
+            return Err(Cause::CouldNotStart(format!(
+                "no ipc-channel for the report: {e}"
+            )));
+        }
+    };
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: fork is safe to call; in the child we only run the body on this thread and leave
+    // with _exit (see the crate docs on fork hazards). No lock of ours is held across it except
+    // FORK_LOCK, whose guard the child drops first.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(guard);
+        child_main::<T>(parent, tx, id, name, body);
+    }
+    drop(tx);
+    drop(guard);
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        discard_unstarted::<ThreadSlot, _>(vec![body]);
+        return Err(Cause::CouldNotStart(format!("fork failed: {e}")));
+    }
+    let held = census_drop(body);
+    Ok(Child { pid, rx, held })
+}
+
+/// Runs ipc-channel's lazy initialisation (its send-buffer size is a `LazyLock` set on the first
+/// send) in this process before any fork: a child forked while another thread was half-way
+/// through it would wait on that `LazyLock` forever.
+fn warm_up_ipc() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        if let Ok((tx, rx)) = ipc::channel::<Msg>() {
+            let _ = tx.send(Msg::Report(Ok(Vec::new())));
+            let _ = rx.recv();
+        }
+    });
+}
+
+/// Things every child does first: die with its parent, forget the parent's per-thread state.
+pub(crate) fn child_setup(parent: libc::pid_t) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; getppid has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(1); // the parent died before we could ask to die with it
+        }
+    }
+    forget_waiter();
+    prepare_waiter();
+}
+
+fn child_main<T: Serialize + 'static>(
+    parent: libc::pid_t,
+    tx: IpcSender<Msg>,
+    id: u64,
+    name: Arc<str>,
+    body: Body<T>,
+) -> ! {
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        child_setup(parent);
+        let ctx = ProcessContext::new(ProcessId::new(id), name);
+        let report = match run_body::<ThreadSlot, T>(ctx, body) {
+            Ok(outcome) => codec::to_bytes(&outcome)
+                .map_err(|e| Cause::Panicked(format!("the result could not be encoded: {e}"))),
+            Err(cause) => Err(cause),
+        };
+        let sent = tx.send(Msg::Report(report)).is_ok();
+        release_waiter();
+        sent
+    }));
+    // No flush of stdout here: another thread of the parent may have held its lock at the fork,
+    // and that lock stays locked in the child. `println!` output is line-flushed already.
+    // SAFETY: _exit ends the child without running the parent's atexit handlers or flushing its
+    // copies of stdio buffers a second time.
+    unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 101 }) }
+}
+
+/// Starts a re-executed child and hands it its job.
+pub(crate) fn exec_start(name: &str, id: u64, mut spec: ExecSpec) -> Result<Child, Cause> {
+    let held = spec.take_held();
+    let fail = |held: Vec<(u64, Role)>, why: String| {
+        leave_held(held, Leave::Poison);
+        Err(Cause::CouldNotStart(why))
+    };
+    let seg = segment();
+    let (server, server_name) = match IpcOneShotServer::<Msg>::new() {
+        Ok(s) => s,
+        Err(e) => return fail(held, format!("no bootstrap server: {e}")),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(held, format!("cannot find the current executable: {e}")),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(&spec.argv)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(ENV_BOOT, &server_name)
+        .env(shm::ENV_FD, seg.fd().to_string());
+    if let Some(dir) = &spec.dir {
+        cmd.current_dir(dir);
+    }
+    let fd = seg.fd();
+    // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
+    // functions (fcntl, prctl) on values copied in.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(held, format!("could not execute the program: {e}")),
+    };
+    let pid = child.id() as libc::pid_t;
+    drop(child); // we reap by pid
+
+    // Accept the child's hello without hanging if it dies before connecting.
+    let (acc_tx, acc_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = acc_tx.send(server.accept());
+    });
+    let accepted = loop {
+        match acc_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(r) => break Some(r),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let mut status = 0;
+                // SAFETY: waitpid on our own child's pid, without blocking.
+                if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                    // Unblock the accepting thread, then report.
+                    let _ = IpcSender::<Msg>::connect(server_name.clone());
+                    return fail(
+                        held,
+                        format!(
+                            "the program {} (did main call Registry::init?)",
+                            describe(status).replace(" before reporting", " before connecting")
+                        ),
+                    );
+                }
+            }
+        }
+    };
+    let (rx, job_tx) = match accepted {
+        Some(Ok((rx, Msg::Hello { job }))) => (rx, job),
+        _ => {
+            reap(pid);
+            return fail(held, "the child's bootstrap handshake failed".into());
+        }
+    };
+    let job = Job {
+        func: std::mem::take(&mut spec.func),
+        args: std::mem::take(&mut spec.args),
+        id,
+        name: name.to_owned(),
+    };
+    if job_tx.send(job).is_err() {
+        // The child is gone; joining will reap it and report the crash.
+    }
+    Ok(Child { pid, rx, held })
+}
+
+/// In a re-executed child: the bootstrap server's name, taken out of the environment so that it
+/// does not leak into processes this child starts. `None` in any other process.
+///
+/// Call it only from [`Registry::init`](crate::Registry::init), which the program calls first
+/// thing in `main`, before it starts any thread.
+pub(crate) fn take_exec_bootstrap() -> Option<String> {
+    let server = std::env::var_os(ENV_BOOT)?;
+    // SAFETY: `Registry::init` runs first thing in main, before the program starts threads, so
+    // nothing reads the environment concurrently (its documented contract).
+    unsafe { std::env::remove_var(ENV_BOOT) };
+    Some(server.to_string_lossy().into_owned())
+}
+
+/// What a re-executed child does first, as a forked one does: die with its parent, set up its
+/// waiter record.
+pub(crate) fn exec_child_setup() {
+    // SAFETY: getppid has no preconditions.
+    child_setup(unsafe { libc::getppid() });
+}
+
+/// Waits for `pid` and describes how it ended.
+pub(crate) fn reap(pid: libc::pid_t) -> String {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child's pid with a valid status pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return describe(status);
+        }
+        if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return format!("vanished (waitpid: {})", std::io::Error::last_os_error());
+    }
+}
+
+/// How a wait status reads in a failure report.
+pub(crate) fn describe(status: libc::c_int) -> String {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        format!("killed by signal {sig} ({})", signal_name(sig))
+    } else if libc::WIFEXITED(status) {
+        format!(
+            "exited with status {} before reporting",
+            libc::WEXITSTATUS(status)
+        )
+    } else {
+        format!("ended with wait status {status:#x} before reporting")
+    }
+}
+
+fn signal_name(sig: libc::c_int) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => "signal",
+    }
+}
+
+/// What a child reported: its encoded outcome, or why it failed.
+pub(crate) type Report = Result<Vec<u8>, Cause>;
+/// A started child's pid and the channel handles to poison if it dies without reporting.
+type Reapable = (libc::pid_t, Vec<(u64, Role)>);
+
+/// Waits for every child, in whatever order they end, and collects their reports. A child whose
+/// channel closes without a report is reaped at once and its channels poisoned, so the rest of its
+/// network shuts down while we wait for the others.
+pub(crate) fn join_all(running: Vec<Running>) -> Vec<(Arc<str>, Report)> {
+    flush_dropped_ends::<ThreadSlot>();
+    let n = running.len();
+    let mut reports: Vec<Option<Report>> = (0..n).map(|_| None).collect();
+    let mut names = Vec::with_capacity(n);
+    let mut children: Vec<Option<Reapable>> = Vec::with_capacity(n);
+    let mut ids = HashMap::new();
+    let mut set = None;
+    for (i, r) in running.into_iter().enumerate() {
+        names.push(r.name);
+        match r.started {
+            Err(cause) => {
+                reports[i] = Some(Err(cause));
+                children.push(None);
+            }
+            Ok(child) => {
+                let set = set.get_or_insert_with(|| {
+                    IpcReceiverSet::new().expect("cspnet-processes: an ipc receiver set")
+                });
+                let id = set
+                    .add(child.rx)
+                    .expect("cspnet-processes: adding a report channel to the set");
+                ids.insert(id, i);
+                children.push(Some((child.pid, child.held)));
+            }
+        }
+    }
+    let mut open = ids.len();
+    while open > 0 {
+        let events = set
+            .as_mut()
+            .expect("a set exists while channels are open")
+            .select()
+            .expect("cspnet-processes: waiting on the children's report channels");
+        for event in events {
+            match event {
+                IpcSelectionResult::MessageReceived(id, msg) => {
+                    if let (Some(&i), Ok(Msg::Report(r))) = (ids.get(&id), msg.to::<Msg>()) {
+                        reports[i] = Some(r);
+                    }
+                }
+                IpcSelectionResult::ChannelClosed(id) => {
+                    open -= 1;
+                    let Some(&i) = ids.get(&id) else { continue };
+                    let (pid, held) = children[i].take().expect("each child closes once");
+                    let how = reap(pid);
+                    if reports[i].is_none() {
+                        poison_held(&held);
+                        reports[i] = Some(Err(Cause::Crashed(how)));
+                    }
+                }
+            }
+        }
+    }
+    names
+        .into_iter()
+        .zip(reports)
+        .map(|(name, r)| (name, r.expect("every child reported or was reaped")))
+        .collect()
+}

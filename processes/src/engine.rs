@@ -1,0 +1,947 @@
+//! The commit protocol: one engine behind reads, writes and alternations, over the records of
+//! `shm.rs`.
+//!
+//! Under the segment lock, an operation first tries every guard in the policy's order: an input
+//! takes a buffered value or commits a waiting writer; an output commits a waiting reader or fills
+//! the buffer. If nothing is ready (and no Skip/Timeout is due), it registers one entry per guard on
+//! the guard channels' queues, in the same order, all pointing at one waiter record whose state word
+//! is its futex, unlocks, and sleeps. Whoever matches an entry moves the waiter from `WAITING` to
+//! `DONE` with a compare-and-swap (so exactly one guard commits), hands over the payload, and wakes
+//! exactly that waiter. Poison or retirement moves waiters to `ALERTED` instead, and they look
+//! again. A value handed to a committed input is returned, full stop: nothing checks the channel
+//! after the commit.
+//!
+//! The module is laid out bottom-up: the lock and the heap as the protocol uses them; queues and
+//! the commit; channel records (buffer, poison, retirement, recovery after a crash); each thread's
+//! waiter record; and the operation itself, [`run`].
+
+use crate::codec;
+use crate::futex;
+use crate::heap::HeapError;
+use crate::shm::{
+    ChanRec, ENTRY_SIZE, Locked, NIL, Orphaned, SLOT_SIZE, Slot, SlotCell, WAITER_SIZE, WaiterRec,
+    segment,
+};
+use cspnet_core::{ChannelError, Deadline};
+use serde::de::DeserializeOwned;
+use std::cell::Cell;
+use std::mem::{offset_of, size_of};
+use std::sync::atomic::Ordering;
+
+/// A channel's state word.
+pub(crate) const OPEN: u32 = 0;
+pub(crate) const RETIRED: u32 = 1;
+pub(crate) const POISONED: u32 = 2;
+
+/// A waiter's state word (its futex).
+const WAITING: u32 = 0;
+const DONE: u32 = 1;
+const ALERTED: u32 = 2;
+const ABORTED: u32 = 3;
+
+/// What a queue entry offers.
+const K_READ: u32 = 0;
+const K_WRITE: u32 = 1;
+/// A write whose payload is not in the heap yet (the heap was full): never matched, only alerted.
+const K_WRITE_PENDING: u32 = 2;
+/// Waits for heap space (linked on the header's heap queue).
+const K_HEAP: u32 = 3;
+
+/// Payloads up to this size are copied out under the lock and freed at once.
+const SMALL: u64 = 4096;
+
+// ---------------------------------------------------------------------------------------------
+// The lock and the heap, as the protocol uses them.
+
+/// Takes the segment lock for a critical section that may change the channels in `touching`.
+pub(crate) fn lock(touching: &[u64]) -> Locked {
+    segment().lock(touching, recover)
+}
+
+/// Frees a heap block and wakes everyone waiting for space.
+fn free(l: &mut Locked, off: u64) {
+    l.heap_free(off);
+    let heapq = l.seg().heapq();
+    if l.list(heapq).head.get() != NIL {
+        alert_list(l, heapq);
+    }
+}
+
+/// A channel's state, read without the lock (for error reports and `Debug`).
+pub(crate) fn state_now(c: u64) -> u32 {
+    segment().rec::<ChanRec>(c).state.load(Ordering::Acquire)
+}
+
+fn state(l: &Locked, c: u64) -> u32 {
+    l.chan(c).state.load(Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues and the commit.
+
+fn readq(c: u64) -> u64 {
+    c + offset_of!(ChanRec, readq) as u64
+}
+
+fn writeq(c: u64) -> u64 {
+    c + offset_of!(ChanRec, writeq) as u64
+}
+
+/// Offset of entry `k` of waiter record `w` (the entries follow the record).
+fn entry_off(w: u64, k: u64) -> u64 {
+    w + WAITER_SIZE as u64 + k * ENTRY_SIZE as u64
+}
+
+/// Appends entry `e` to the list at offset `list`.
+fn push_back(l: &Locked, list: u64, e: u64) {
+    let (q, ent) = (l.list(list), l.entry(e));
+    let tail = q.tail.get();
+    ent.list.set(list);
+    ent.next.set(NIL);
+    ent.prev.set(tail);
+    if tail == NIL {
+        q.head.set(e);
+    } else {
+        l.entry(tail).next.set(e);
+    }
+    q.tail.set(e);
+}
+
+/// Unlinks entry `e` from whatever list holds it (no-op when unlinked).
+fn unlink(l: &Locked, e: u64) {
+    let ent = l.entry(e);
+    let list = ent.list.get();
+    if list == NIL {
+        return;
+    }
+    let (next, prev, q) = (ent.next.get(), ent.prev.get(), l.list(list));
+    if prev == NIL {
+        q.head.set(next);
+    } else {
+        l.entry(prev).next.set(next);
+    }
+    if next == NIL {
+        q.tail.set(prev);
+    } else {
+        l.entry(next).prev.set(prev);
+    }
+    ent.list.set(NIL);
+    ent.next.set(NIL);
+    ent.prev.set(NIL);
+}
+
+/// Fills in entry `k` of waiter `w` and links it on `list`.
+fn add_entry(l: &Locked, w: u64, k: u64, guard: u32, kind: u32, payload: Slot, list: u64) {
+    let e = entry_off(w, k);
+    let ent = l.entry(e);
+    ent.waiter.set(w);
+    ent.guard.set(guard);
+    ent.kind.set(kind);
+    ent.payload.set(payload);
+    ent.list.set(NIL);
+    push_back(l, list, e);
+}
+
+/// Commits waiter `w` (if it still waits) with guard `guard` and wakes it after unlock.
+fn commit(l: &mut Locked, w: u64, guard: u32, got: Slot) -> bool {
+    let rec = l.waiter(w);
+    if rec.state.load(Ordering::Relaxed) != WAITING {
+        return false;
+    }
+    rec.chosen.set(guard);
+    rec.got.set(got);
+    // Unlink the waiter's entries for it, so that it can finish without taking the lock.
+    for k in 0..rec.used.get() {
+        unlink(l, entry_off(w, k));
+    }
+    // Exactly one guard commits: the waiter leaves WAITING once (every transition happens under
+    // the lock, so this cannot fail after the check above; the CAS states the rule). Its release
+    // publishes `chosen` and `got` to the waiter, which reads the state with acquire.
+    if rec
+        .state
+        .compare_exchange(WAITING, DONE, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    l.wake_later(w); // the state word is at offset 0 of the record
+    true
+}
+
+/// Alerts every waiting entry's waiter on list `list` so it looks again.
+fn alert_list(l: &mut Locked, list: u64) {
+    let mut e = l.list(list).head.get();
+    while e != NIL {
+        let ent = l.entry(e);
+        let (w, next) = (ent.waiter.get(), ent.next.get());
+        if l.waiter(w)
+            .state
+            .compare_exchange(WAITING, ALERTED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            l.wake_later(w);
+        }
+        e = next;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channel records: the buffer, poison and retirement, creation and release, recovery.
+
+fn buf_slot(l: &Locked, c: u64, i: u64) -> &SlotCell {
+    let ch = l.chan(c);
+    let at = ch.buf.get() + ((ch.buf_head.get() + i) % ch.capacity.get()) * SLOT_SIZE as u64;
+    l.slot(at)
+}
+
+fn buf_pop(l: &Locked, c: u64) -> Option<Slot> {
+    let ch = l.chan(c);
+    let len = ch.buf_len.get();
+    if len == 0 {
+        return None;
+    }
+    let s = buf_slot(l, c, 0).get();
+    ch.buf_head.set((ch.buf_head.get() + 1) % ch.capacity.get());
+    ch.buf_len.set(len - 1);
+    Some(s)
+}
+
+fn buf_push(l: &Locked, c: u64, s: Slot) {
+    let ch = l.chan(c);
+    let len = ch.buf_len.get();
+    buf_slot(l, c, len).set(s);
+    ch.buf_len.set(len + 1);
+}
+
+/// Frees the values buffered in channel `c`.
+fn drop_buffer(l: &mut Locked, c: u64) {
+    while let Some(s) = buf_pop(l, c) {
+        free(l, s.off);
+    }
+}
+
+/// Moves a channel to `to` (RETIRED or POISONED; poison overrides, nothing undoes it) and alerts
+/// its waiters. Poison discards buffered values.
+pub(crate) fn end_channel(l: &mut Locked, c: u64, to: u32) {
+    let ch = l.chan(c);
+    if ch.state.load(Ordering::Relaxed) >= to {
+        return;
+    }
+    ch.state.store(to, Ordering::Release);
+    if to == POISONED {
+        drop_buffer(l, c);
+    }
+    alert_list(l, readq(c));
+    alert_list(l, writeq(c));
+    // A writer waiting for heap space without a record must see the channel's end too.
+    l.wake_space_waiters();
+}
+
+/// Creates a channel record with one handle (the `Channel` being made) and room for `capacity`
+/// buffered values.
+pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapError> {
+    let c = l.alloc_wait(size_of::<ChanRec>())?;
+    let buf = if capacity == 0 {
+        NIL
+    } else {
+        match l.alloc_wait(capacity.saturating_mul(SLOT_SIZE)) {
+            Ok(b) => b,
+            Err(e) => {
+                free(l, c);
+                return Err(e);
+            }
+        }
+    };
+    let head = l.seg().chans().head.get();
+    let ch = l.chan(c);
+    ch.state.store(OPEN, Ordering::Relaxed);
+    for n in [&ch.readers, &ch.writers] {
+        n.set(0);
+    }
+    ch.handles.set(1);
+    ch.capacity.set(capacity as u64);
+    ch.buf.set(buf);
+    ch.buf_head.set(0);
+    ch.buf_len.set(0);
+    for q in [&ch.readq, &ch.writeq] {
+        q.head.set(NIL);
+        q.tail.set(NIL);
+    }
+    ch.all_next.set(head);
+    ch.all_prev.set(NIL);
+    if head != NIL {
+        l.chan(head).all_prev.set(c);
+    }
+    l.seg().chans().head.set(c);
+    Ok(c)
+}
+
+/// Drops one handle of channel `c`; frees the record when it was the last.
+pub(crate) fn release_handle(l: &mut Locked, c: u64) {
+    let ch = l.chan(c);
+    let handles = ch.handles.get() - 1;
+    ch.handles.set(handles);
+    if handles > 0 {
+        return;
+    }
+    drop_buffer(l, c);
+    let ch = l.chan(c);
+    let (next, prev, buf) = (ch.all_next.get(), ch.all_prev.get(), ch.buf.get());
+    if prev == NIL {
+        l.seg().chans().head.set(next);
+    } else {
+        l.chan(prev).all_next.set(next);
+    }
+    if next != NIL {
+        l.chan(next).all_prev.set(prev);
+    }
+    if buf != NIL {
+        free(l, buf);
+    }
+    free(l, c);
+}
+
+/// The owner of the lock died in a critical section: poison what it was changing (the segment
+/// calls this with the lock held, before making the lock consistent).
+fn recover(l: &mut Locked, orphaned: Orphaned) {
+    let victims = match orphaned {
+        Orphaned::Channels(chans) => chans,
+        Orphaned::All => {
+            let mut all = Vec::new();
+            let mut c = l.seg().chans().head.get();
+            while c != NIL {
+                all.push(c);
+                c = l.chan(c).all_next.get();
+            }
+            all
+        }
+    };
+    for c in victims {
+        // Poison without freeing (the heap may be inconsistent): mark, then alert and wake every
+        // entry, even ones already committed whose wake the dead process never sent.
+        l.chan(c).state.store(POISONED, Ordering::Release);
+        for q in [readq(c), writeq(c)] {
+            alert_list(l, q);
+            let mut e = l.list(q).head.get();
+            while e != NIL {
+                let ent = l.entry(e);
+                let (w, next) = (ent.waiter.get(), ent.next.get());
+                l.wake_later(w);
+                e = next;
+            }
+        }
+    }
+    let heapq = l.seg().heapq();
+    alert_list(l, heapq);
+    l.wake_space_waiters();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each thread's waiter record.
+
+/// The calling thread's waiter record, kept between operations.
+struct WaiterCache {
+    off: Cell<u64>,
+    cap: Cell<u64>,
+    /// A small payload already read, freed at the next operation.
+    deferred: Cell<u64>,
+}
+
+impl Drop for WaiterCache {
+    fn drop(&mut self) {
+        release(self);
+    }
+}
+
+fn release(cache: &WaiterCache) {
+    let off = cache.off.replace(NIL);
+    let deferred = cache.deferred.replace(NIL);
+    cache.cap.set(0);
+    if (off != NIL || deferred != NIL) && crate::shm::existing().is_some() {
+        let mut l = lock(&[]);
+        for o in [off, deferred] {
+            if o != NIL {
+                free(&mut l, o);
+            }
+        }
+    }
+}
+
+/// Remembers a small payload to free at this thread's next operation (which takes the lock
+/// anyway), so that a committed read finishes without taking it.
+fn defer_free(off: u64) {
+    WAITER.with(|w| {
+        let old = w.deferred.replace(off);
+        debug_assert_eq!(old, NIL, "every operation frees the deferred payload first");
+    });
+}
+
+fn flush_deferred(l: &mut Locked) {
+    let off = WAITER.with(|w| w.deferred.replace(NIL));
+    if off != NIL {
+        free(l, off);
+    }
+}
+
+thread_local! {
+    static WAITER: WaiterCache = const {
+        WaiterCache { off: Cell::new(NIL), cap: Cell::new(0), deferred: Cell::new(NIL) }
+    };
+}
+
+/// In a forked child: the inherited cache belongs to the parent's thread; forget it.
+pub(crate) fn forget_waiter() {
+    WAITER.with(|w| {
+        w.off.set(NIL);
+        w.cap.set(0);
+        w.deferred.set(NIL);
+    });
+}
+
+/// In a new child: set up this thread's waiter record now, so that the child's first blocking
+/// operation does not allocate (a child killed inside the allocator would break the whole heap,
+/// while one killed elsewhere in a critical section poisons only the channels it was changing).
+pub(crate) fn prepare_waiter() {
+    let mut l = lock(&[]);
+    let _ = waiter_for(&mut l, 4);
+}
+
+/// Before a child exits: give the waiter record back to the heap.
+pub(crate) fn release_waiter() {
+    WAITER.with(release);
+}
+
+/// A waiter record with room for `need` entries (allocated or grown under the lock).
+fn waiter_for(l: &mut Locked, need: usize) -> Option<u64> {
+    WAITER.with(|w| {
+        if w.off.get() != NIL && w.cap.get() as usize >= need {
+            return Some(w.off.get());
+        }
+        let cap = need.max(4);
+        let off = l.alloc(WAITER_SIZE + cap * ENTRY_SIZE).ok().flatten()?;
+        let old = w.off.replace(off);
+        w.cap.set(cap as u64);
+        if old != NIL {
+            free(l, old);
+        }
+        Some(off)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operation.
+
+/// What one guard wants from its channel.
+pub(crate) enum Want<'v> {
+    Read,
+    Write(&'v [u8]),
+}
+
+/// One guard of an operation.
+pub(crate) struct Spec<'v> {
+    pub(crate) chan: u64,
+    pub(crate) want: Want<'v>,
+}
+
+/// How an operation ended.
+pub(crate) enum Fired {
+    /// Guard `i` committed; inputs carry the value taken.
+    Guard(usize, Option<Taken>),
+    /// The Skip or Timeout fired.
+    Fallback,
+}
+
+/// A value taken by an input guard.
+pub(crate) enum Taken {
+    /// Copied out of the segment already (and its slot freed).
+    Local(Vec<u8>),
+    /// Still in the segment: this process owns the slot until `decode` frees it.
+    Shared(Slot),
+}
+
+impl Taken {
+    pub(crate) fn decode<T: DeserializeOwned + 'static>(self) -> T {
+        match self {
+            Taken::Local(bytes) => codec::decode_owned(bytes),
+            Taken::Shared(slot) => {
+                let value = segment().with_payload(slot, codec::decode::<T>);
+                let mut l = lock(&[]);
+                flush_deferred(&mut l);
+                free(&mut l, slot.off);
+                value
+            }
+        }
+    }
+}
+
+/// Takes a value from channel `c` if one is ready: buffered, or offered by a waiting writer.
+fn try_read(l: &mut Locked, c: u64) -> Option<Slot> {
+    if let Some(s) = buf_pop(l, c) {
+        // Room in the buffer now: move the first waiting writer's value in.
+        if let Some(payload) = commit_first(l, writeq(c), K_WRITE, Slot::default()) {
+            buf_push(l, c, payload);
+        }
+        return Some(s);
+    }
+    commit_first(l, writeq(c), K_WRITE, Slot::default())
+}
+
+/// Commits the first waiter on `list` whose entry is of `kind`, handing it `got`; returns the
+/// payload its entry offered.
+fn commit_first(l: &mut Locked, list: u64, kind: u32, got: Slot) -> Option<Slot> {
+    let mut e = l.list(list).head.get();
+    while e != NIL {
+        let ent = l.entry(e);
+        let (k, w, guard, payload, next) = (
+            ent.kind.get(),
+            ent.waiter.get(),
+            ent.guard.get(),
+            ent.payload.get(),
+            ent.next.get(),
+        );
+        if k == kind && commit(l, w, guard, got) {
+            return Some(payload);
+        }
+        e = next;
+    }
+    None
+}
+
+/// Delivers `slot` on channel `c` if it can be now: to a waiting reader, or into the buffer.
+fn try_write(l: &mut Locked, c: u64, slot: Slot) -> bool {
+    if state(l, c) != OPEN {
+        return false;
+    }
+    if commit_first(l, readq(c), K_READ, slot).is_some() {
+        return true;
+    }
+    let ch = l.chan(c);
+    if ch.buf_len.get() < ch.capacity.get() {
+        buf_push(l, c, slot);
+        return true;
+    }
+    false
+}
+
+/// Takes the value in `slot` (now ours): small ones are copied out and freed at once.
+fn take(l: &mut Locked, slot: Slot) -> Taken {
+    if slot.len <= SMALL {
+        let bytes = l.seg().read_payload(slot);
+        free(l, slot.off);
+        Taken::Local(bytes)
+    } else {
+        Taken::Shared(slot)
+    }
+}
+
+/// Runs one operation: commits exactly one guard of `specs` (tried in `order`), or fires the
+/// fallback at `deadline` when no guard became ready.
+pub(crate) fn run(
+    specs: &[Spec<'_>],
+    order: &[usize],
+    deadline: Deadline,
+) -> Result<Fired, ChannelError> {
+    let mut op = Operation::new(specs, order, deadline);
+    loop {
+        op.lock();
+        op.check_poison()?;
+        let offer = op.offer()?;
+        if !offer.copy_outside.is_empty() {
+            // Large values are copied with the lock released: each fresh allocation is ours
+            // alone until it is offered, which happens only once the loop comes round again.
+            op.unlock();
+            let seg = segment();
+            for (slot, bytes) in offer.copy_outside {
+                seg.write_payload(slot, bytes);
+            }
+            continue;
+        }
+        if let Some(fired) = op.try_guards() {
+            return Ok(fired);
+        }
+        if let Some(end) = op.nothing_can_fire() {
+            return end;
+        }
+        if deadline.has_passed() {
+            return Ok(Fired::Fallback);
+        }
+        let Some(waiter) = op.register(offer.pending) else {
+            op.wait_for_space();
+            continue;
+        };
+        if let Some(fired) = op.sleep(waiter) {
+            return Ok(fired);
+        }
+    }
+}
+
+/// What [`Operation::offer`] did: large values still to copy in, and whether a value did not fit.
+struct Offer<'v> {
+    copy_outside: Vec<(Slot, &'v [u8])>,
+    pending: bool,
+}
+
+/// A waiter record with the operation's entries linked on their queues.
+struct Registered {
+    waiter: u64,
+    used: u64,
+}
+
+/// One read, write or alternation under way: its guards, the payloads it has put in the heap for
+/// its output guards, and the segment lock while it holds it.
+///
+/// Dropping it frees every payload it still offers (under the lock it holds, or taking the lock
+/// if it holds none) and then unlocks: every way out of [`run`], an error included, gives back
+/// what it offered. A committed output hands its payload over by taking it out of `offered`.
+struct Operation<'s, 'v> {
+    specs: &'s [Spec<'v>],
+    order: &'s [usize],
+    deadline: Deadline,
+    chans: Vec<u64>,
+    offered: Vec<Option<Slot>>,
+    lock: Option<Locked>,
+}
+
+impl<'s, 'v> Operation<'s, 'v> {
+    fn new(specs: &'s [Spec<'v>], order: &'s [usize], deadline: Deadline) -> Self {
+        Operation {
+            specs,
+            order,
+            deadline,
+            chans: specs.iter().map(|s| s.chan).collect(),
+            offered: vec![None; specs.len()],
+            lock: None,
+        }
+    }
+
+    /// Takes the lock unless already held, and frees the payload the last read left behind.
+    fn lock(&mut self) {
+        if self.lock.is_none() {
+            let mut l = lock(&self.chans);
+            flush_deferred(&mut l);
+            self.lock = Some(l);
+        }
+    }
+
+    fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    /// Step 1: any poisoned guard channel (or a broken heap) fails the operation.
+    fn check_poison(&mut self) -> Result<(), ChannelError> {
+        let l = self.lock.as_ref().expect("the operation holds the lock");
+        if l.broken() || self.chans.iter().any(|&c| state(l, c) == POISONED) {
+            return Err(ChannelError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Step 2: puts each open output guard's value in the heap (once), so a reader can take it.
+    fn offer(&mut self) -> Result<Offer<'v>, ChannelError> {
+        let l = self.lock.as_mut().expect("the operation holds the lock");
+        let mut offer = Offer {
+            copy_outside: Vec::new(),
+            pending: false,
+        };
+        for &i in self.order {
+            let spec = &self.specs[i];
+            let Want::Write(bytes) = spec.want else {
+                continue;
+            };
+            if self.offered[i].is_some() || state(l, spec.chan) != OPEN {
+                continue;
+            }
+            match l.alloc(bytes.len()) {
+                Err(e) => {
+                    return Err(ChannelError::TooLarge {
+                        size: e.requested,
+                        max: e.largest_possible,
+                    });
+                }
+                Ok(None) => offer.pending = true,
+                Ok(Some(off)) => {
+                    let slot = Slot {
+                        off,
+                        len: bytes.len() as u64,
+                    };
+                    if slot.len > SMALL {
+                        offer.copy_outside.push((slot, bytes));
+                    } else {
+                        l.seg().write_payload(slot, bytes);
+                    }
+                    self.offered[i] = Some(slot);
+                }
+            }
+        }
+        Ok(offer)
+    }
+
+    /// Step 3: tries every guard in order; the first that can commit does.
+    fn try_guards(&mut self) -> Option<Fired> {
+        for &i in self.order {
+            let c = self.specs[i].chan;
+            let l = self.lock.as_mut().expect("the operation holds the lock");
+            match self.specs[i].want {
+                Want::Read => {
+                    if let Some(slot) = try_read(l, c) {
+                        return Some(Fired::Guard(i, Some(take(l, slot))));
+                    }
+                }
+                Want::Write(_) => {
+                    if let Some(slot) = self.offered[i]
+                        && try_write(l, c, slot)
+                    {
+                        self.offered[i] = None; // handed over to a reader or the buffer
+                        return Some(Fired::Guard(i, None));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Step 4a: with no guard channel open, the operation fails `Retired`, or (with no channel
+    /// guards at all) fires its fallback when due. `None` while some guard channel is open.
+    fn nothing_can_fire(&mut self) -> Option<Result<Fired, ChannelError>> {
+        let l = self.lock.as_ref().expect("the operation holds the lock");
+        if self.chans.iter().any(|&c| state(l, c) == OPEN) {
+            return None;
+        }
+        // Every channel guard is retired, or there were none and nothing could ever fire.
+        self.release();
+        if !self.specs.is_empty() || self.deadline == Deadline::Never {
+            return Some(Err(ChannelError::Retired));
+        }
+        if let Some(left) = self.deadline.remaining() {
+            std::thread::sleep(left);
+        }
+        Some(Ok(Fired::Fallback))
+    }
+
+    /// Step 4b: registers one entry per open guard channel, in the policy's order, all pointing
+    /// at this thread's waiter record (plus one on the heap queue when a value did not fit).
+    /// `None` when the heap has no room for the waiter record itself.
+    fn register(&mut self, pending: bool) -> Option<Registered> {
+        let l = self.lock.as_mut().expect("the operation holds the lock");
+        let w = waiter_for(l, self.specs.len() + 1)?;
+        let rec = l.waiter(w);
+        rec.state.store(WAITING, Ordering::Relaxed);
+        rec.used.set(0);
+        // A matcher walks a queue from its head, so when two guards wait on the same channel the
+        // one registered first is the one it commits: register in the policy's order.
+        let mut used = 0u64;
+        for &i in self.order {
+            let c = self.specs[i].chan;
+            if state(l, c) != OPEN {
+                continue;
+            }
+            let (kind, payload, list) = match self.specs[i].want {
+                Want::Read => (K_READ, Slot::default(), readq(c)),
+                Want::Write(_) => match self.offered[i] {
+                    Some(s) => (K_WRITE, s, writeq(c)),
+                    None => (K_WRITE_PENDING, Slot::default(), writeq(c)),
+                },
+            };
+            add_entry(l, w, used, i as u32, kind, payload, list);
+            used += 1;
+        }
+        if pending {
+            let hq = l.seg().heapq();
+            add_entry(l, w, used, u32::MAX, K_HEAP, Slot::default(), hq);
+            used += 1;
+        }
+        rec.used.set(used);
+        Some(Registered { waiter: w, used })
+    }
+
+    /// No room for a waiter record: wait, without the lock, until space is freed.
+    fn wait_for_space(&mut self) {
+        let ticket = self
+            .lock
+            .as_ref()
+            .expect("the operation holds the lock")
+            .space_ticket();
+        self.unlock();
+        segment().wait_for_space(ticket, self.deadline);
+    }
+
+    /// Step 5: unlocks and sleeps on the waiter's state word until a commit, an alert or the
+    /// deadline. `Some` when the operation is over; `None` (still holding the lock) to look again.
+    fn sleep(&mut self, reg: Registered) -> Option<Fired> {
+        self.unlock();
+        let seg = segment();
+        let rec = seg.rec::<WaiterRec>(reg.waiter);
+        let mut timed_out = false;
+        while rec.state.load(Ordering::Acquire) == WAITING {
+            if !futex::wait(&rec.state, WAITING, self.deadline) {
+                timed_out = true;
+                break;
+            }
+        }
+        if !timed_out
+            && rec.state.load(Ordering::Acquire) == DONE
+            && let Some(fired) = self.finish_unlocked(rec.chosen.get() as usize, rec.got.get())
+        {
+            return Some(fired);
+        }
+        self.lock();
+        let l = self.lock.as_mut().expect("the operation holds the lock");
+        let st = if timed_out {
+            match rec
+                .state
+                .compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => ABORTED,
+                Err(s) => s,
+            }
+        } else {
+            rec.state.load(Ordering::Acquire)
+        };
+        for k in 0..reg.used {
+            unlink(l, entry_off(reg.waiter, k));
+        }
+        match st {
+            DONE => {
+                let (i, got) = (rec.chosen.get() as usize, rec.got.get());
+                Some(match self.specs[i].want {
+                    Want::Read => Fired::Guard(i, Some(take(l, got))),
+                    Want::Write(_) => {
+                        self.offered[i] = None; // the reader (or the buffer) owns it now
+                        Fired::Guard(i, None)
+                    }
+                })
+            }
+            ABORTED => Some(Fired::Fallback),
+            ALERTED => None,
+            other => unreachable!("a waiter woke in state {other}"),
+        }
+    }
+
+    /// Committed as guard `i`: the committer unlinked our entries, so finish without the lock when
+    /// nothing of ours is left in the heap but the value we were given. `None` when the lock is
+    /// needed after all (other output values to free, or a large value to decode in place).
+    fn finish_unlocked(&mut self, i: usize, got: Slot) -> Option<Fired> {
+        let others = self
+            .offered
+            .iter()
+            .enumerate()
+            .any(|(k, s)| k != i && s.is_some());
+        if others {
+            return None;
+        }
+        match self.specs[i].want {
+            Want::Write(_) => {
+                self.offered[i] = None; // the reader (or the buffer) owns it now
+                Some(Fired::Guard(i, None))
+            }
+            Want::Read if got.len <= SMALL => {
+                let bytes = segment().read_payload(got);
+                defer_free(got.off);
+                Some(Fired::Guard(i, Some(Taken::Local(bytes))))
+            }
+            Want::Read => None,
+        }
+    }
+
+    /// Frees every payload still offered (taking the lock if it is not held) and unlocks. A
+    /// broken heap is never touched again, so then they stay where they are.
+    fn release(&mut self) {
+        if self.offered.iter().any(Option::is_some) {
+            self.lock();
+            let l = self.lock.as_mut().expect("the operation holds the lock");
+            let broken = l.broken();
+            for slot in self.offered.iter_mut().filter_map(Option::take) {
+                if !broken {
+                    free(l, slot.off);
+                }
+            }
+        }
+        self.unlock();
+    }
+}
+
+impl Drop for Operation<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A panic inside a critical section may have left the records half-changed: unlock
+            // without touching them again (the payloads still offered stay allocated).
+            self.unlock();
+        } else {
+            self.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock;
+    use crate::{Alternation, Channel, ChannelError};
+    use std::time::Duration;
+
+    fn heap_free() -> usize {
+        let mut l = lock(&[]);
+        super::flush_deferred(&mut l);
+        l.heap_free_bytes()
+    }
+
+    /// Every way out of an operation gives back the payloads it put in the heap for output guards
+    /// that did not commit: a commit of another guard, poison, retirement, Skip and Timeout, for
+    /// small values and for large ones (copied with the lock released).
+    #[test]
+    fn every_exit_frees_what_it_offered() {
+        for size in [8usize, 3 * 4096] {
+            let value = vec![7u8; size];
+            let (a, b) = (
+                Channel::<Vec<u8>>::with_buffer(1),
+                Channel::<Vec<u8>>::with_buffer(1),
+            );
+            let (ar, aw, br, bw) = (a.reader(), a.writer(), b.reader(), b.writer());
+            let rendezvous = Channel::<Vec<u8>>::new();
+            let (_rr, rw) = (rendezvous.reader(), rendezvous.writer());
+            // Warm up: this thread's waiter record exists (it waited once) before measuring.
+            let _ = Alternation::new()
+                .input(&_rr, |_| ())
+                .timeout(Duration::from_millis(1), || ())
+                .select();
+            let before = heap_free();
+
+            // Both outputs ready: one commits, the other's value is freed.
+            let which = Alternation::new()
+                .output(&aw, value.clone(), || 0)
+                .output(&bw, value.clone(), || 1)
+                .pri_select();
+            assert_eq!(which, Ok(0));
+            assert_eq!(ar.read().map(|v| v.len()), Ok(size));
+            // Skip: nobody reads the rendezvous channel.
+            let skipped = Alternation::new()
+                .output(&rw, value.clone(), || false)
+                .skip(|| true)
+                .select();
+            assert_eq!(skipped, Ok(true));
+            // Timeout: the output waited on the queue, then gave up.
+            let timed_out = Alternation::new()
+                .output(&rw, value.clone(), || false)
+                .timeout(Duration::from_millis(5), || true)
+                .select();
+            assert_eq!(timed_out, Ok(true));
+            assert_eq!(
+                heap_free(),
+                before,
+                "size {size}: commit, skip or timeout leaked"
+            );
+
+            // Retired: the only reader leaves.
+            drop(br);
+            assert_eq!(bw.write(value.clone()), Err(ChannelError::Retired));
+            // Poisoned.
+            a.poison();
+            assert_eq!(aw.write(value.clone()), Err(ChannelError::Poisoned));
+            drop((a, b, ar, aw, bw, rendezvous, rw, _rr));
+            let _ = Alternation::new().skip(|| ()).select();
+            assert!(
+                heap_free() > before,
+                "size {size}: the channels were not freed"
+            );
+        }
+    }
+}
