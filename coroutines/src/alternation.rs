@@ -7,13 +7,13 @@
 //! (the engine never reorders them). If none can complete and the deadline is not `Now`, it
 //! enqueues one entry per live guard, in that order, all pointing at one [`Waiter`], and unlocks.
 //! The first counterpart to claim the waiter wins; the select then removes its other entries. An
-//! end of any of the channels claims the waiter with `ENDED`, and the round starts again. Because
+//! end of any of the channels claims the waiter with [`Claim::Ended`], and the round starts again. Because
 //! the registration happens with every lock held, no counterpart can slip in between "nothing
 //! ready" and "registered", and no guard ever has to be undone. A retired input channel that
 //! still buffers values stays a live guard until drained.
 
-use crate::channel::{Chan, Control, ENDED, Entry, Queues, TIMED_OUT, Waiter, Wake};
-use cspnet_core::{ChannelError, ChannelState, Deadline, GuardStatus, live_guards};
+use crate::channel::{Chan, Control, Entry, Queues, Waiter, Wake};
+use cspnet_core::{ChannelError, ChannelState, Claim, Deadline, GuardStatus, live_guards};
 use std::sync::MutexGuard;
 
 /// One channel guard, as the coroutines engine waits on it: a guard of core's alternation lends
@@ -183,9 +183,10 @@ pub(crate) fn select(
             unsafe { &*c }.lock().remove(&waiter);
         }
         match outcome {
-            TIMED_OUT => return Ok(None),
-            ENDED => continue,
-            i => return Ok(Some(i)),
+            Claim::Fired(i) => return Ok(Some(i as usize)),
+            Claim::TimedOut => return Ok(None),
+            Claim::Ended => continue,
+            Claim::Waiting => unreachable!("a waiter returns once claimed"),
         }
     }
 }

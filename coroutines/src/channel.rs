@@ -11,7 +11,8 @@
 //!
 //! A party that arrives and finds an entry completes it under the channel's lock: it moves the
 //! value into (or out of) the entry's slot, then claims the waiter with one compare-and-swap from
-//! `WAITING` to the entry's guard index, and on success unparks it. A waiter registered on several
+//! [`Claim::Waiting`] to [`Claim::Fired`] with the entry's guard index, and on success unparks it
+//! (core's [`ClaimWord`], whose protocol core model-checks with loom). A waiter registered on several
 //! channels (an alternation) can be claimed once only, so exactly one guard commits; a claimer that
 //! loses the swap puts the value back and tries the next entry. The claimer touches the waiter's
 //! memory only while its entry is queued and the lock held (the waiter removes its entries under
@@ -19,26 +20,19 @@
 //! claimed waiter may return at once.
 //!
 //! Ending a channel (poison, or retirement of the last reader or writer, as core's [`Membership`]
-//! rules) claims every queued waiter with `ENDED` and unparks it: no polling and no timeouts. A
+//! rules) claims every queued waiter with [`Claim::Ended`] and unparks it: no polling and no timeouts. A
 //! woken waiter looks at the channel state again.
 
 use crate::CoSlot;
 use cspnet_core::{
-    ChannelError, ChannelState, Deadline, Leave, LeavingEnd, Membership, Role, end_dropped,
-    flush_dropped_ends,
+    ChannelError, ChannelState, Claim, ClaimWord, Deadline, Leave, LeavingEnd, Membership, Role,
+    end_dropped, flush_dropped_ends,
 };
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-/// A waiter's state while nobody has claimed it.
-pub(crate) const WAITING: usize = usize::MAX;
-/// Claimed because a channel it waits on ended: look at the channels again.
-pub(crate) const ENDED: usize = usize::MAX - 1;
-/// Claimed by the waiter itself when its deadline passed.
-pub(crate) const TIMED_OUT: usize = usize::MAX - 2;
 
 /// How to wake a parked party: a may coroutine, or a plain OS thread (such as `main`).
 #[derive(Clone)]
@@ -84,37 +78,35 @@ pub(crate) fn park(timeout: Option<Duration>) {
 /// One blocked read, write or alternation. Claimed exactly once (by a counterpart, by the end of a
 /// channel, or by itself on timeout); the claim's value says what happened.
 pub(crate) struct Waiter {
-    state: AtomicUsize,
+    state: ClaimWord,
     wake: Wake,
 }
 
 impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
-            state: AtomicUsize::new(WAITING),
+            state: ClaimWord::new(),
             wake: Wake::current(),
         }
     }
 
     /// Claims the waiter for `outcome`; `false` if someone else claimed it first.
-    pub(crate) fn claim(&self, outcome: usize) -> bool {
-        self.state
-            .compare_exchange(WAITING, outcome, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+    pub(crate) fn claim(&self, outcome: Claim) -> bool {
+        self.state.claim(outcome)
     }
 
-    /// Parks until claimed, or until `deadline`, when it claims itself with `TIMED_OUT`.
-    pub(crate) fn wait(&self, deadline: Deadline) -> usize {
+    /// Parks until claimed, or until `deadline`, when it claims itself with `TimedOut`.
+    pub(crate) fn wait(&self, deadline: Deadline) -> Claim {
         loop {
             let state = self.state.load(Ordering::Acquire);
-            if state != WAITING {
+            if !state.is_waiting() {
                 return state;
             }
             match deadline.remaining() {
                 None => park(None),
                 Some(left) if left.is_zero() => {
-                    if self.claim(TIMED_OUT) {
-                        return TIMED_OUT;
+                    if self.claim(Claim::TimedOut) {
+                        return Claim::TimedOut;
                     }
                 }
                 Some(left) => park(Some(left)),
@@ -127,8 +119,9 @@ impl Waiter {
 #[derive(Clone, Copy)]
 pub(crate) struct Entry {
     waiter: *const Waiter,
-    /// The guard index the waiter is claimed with (0 for a plain read or write).
-    index: usize,
+    /// What the waiter is claimed with when this entry completes: its guard, `Fired(0)` for a
+    /// plain read or write.
+    fired: Claim,
     /// An `Option<T>` for the channel's `T`: the value offered (writer) or the place for it (reader).
     slot: *mut (),
 }
@@ -141,7 +134,7 @@ impl Entry {
     pub(crate) fn new<T>(waiter: &Waiter, index: usize, slot: *mut Option<T>) -> Entry {
         Entry {
             waiter,
-            index,
+            fired: Claim::fired(index),
             slot: slot.cast(),
         }
     }
@@ -215,7 +208,7 @@ impl Control {
             // SAFETY: the entry was queued and we hold the lock, so its waiter is alive.
             let waiter = unsafe { &*entry.waiter };
             let wake = waiter.wake.clone();
-            if waiter.claim(ENDED) {
+            if waiter.claim(Claim::Ended) {
                 wakes.push(wake);
             }
         }
@@ -369,7 +362,7 @@ impl<T> Chan<T> {
             // The value goes in before the claim: once claimed, the reader may run at once.
             *slot = Some(value);
             let w = waiter.wake.clone();
-            if waiter.claim(entry.index) {
+            if waiter.claim(entry.fired) {
                 *wake = Some(w);
                 return Ok(());
             }
@@ -425,9 +418,9 @@ impl<T> Chan<T> {
             let slot_ptr: *mut Option<T> = &mut slot;
             queues.readers.push_back(Entry::new(&waiter, 0, slot_ptr));
             drop(queues);
-            // Claimed with 0, the writer's value is in the slot (its entry was dequeued by the
-            // claimer); with ENDED, the channel ended and dequeued it: look again.
-            if waiter.wait(Deadline::Never) == 0 {
+            // Fired, the writer's value is in the slot (its entry was dequeued by the claimer);
+            // Ended, the channel ended and dequeued it: look again.
+            if waiter.wait(Deadline::Never) == Claim::Fired(0) {
                 // SAFETY: the entry is gone from every queue, so nothing else touches the slot.
                 return Ok(unsafe { (*slot_ptr).take() }.expect("a claimed reader got a value"));
             }
@@ -458,7 +451,7 @@ impl<T> Chan<T> {
             let slot_ptr: *mut Option<T> = &mut slot;
             queues.writers.push_back(Entry::new(&waiter, 0, slot_ptr));
             drop(queues);
-            if waiter.wait(Deadline::Never) == 0 {
+            if waiter.wait(Deadline::Never) == Claim::Fired(0) {
                 return Ok(());
             }
             // Ended: the channel dequeued the entry unclaimed, so the value is still ours.
@@ -480,7 +473,7 @@ unsafe fn claim_writer<T>(writers: &mut VecDeque<Entry>, wake: &mut Option<Wake>
         // The value comes out before the claim: once claimed, the writer may return at once.
         let value = slot.take();
         let w = waiter.wake.clone();
-        if waiter.claim(entry.index) {
+        if waiter.claim(entry.fired) {
             *wake = Some(w);
             return value;
         }
