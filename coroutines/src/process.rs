@@ -1,9 +1,8 @@
 //! The coroutines engine's processes: each CSP process is a may coroutine, joined in order.
 
 use crate::CoSlot;
-use cspnet_core::{Cause, Outcome, ProcessContext, discard_unstarted, run_body};
+use cspnet_core::{Cause, MappingBudget, Outcome, ProcessContext, discard_unstarted, run_body};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A process body, ready to run as a coroutine.
 pub(crate) type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
@@ -11,34 +10,10 @@ pub(crate) type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
 /// A running process coroutine, with the report it will give.
 pub(crate) type Running<T> = may::coroutine::JoinHandle<Result<Outcome<T>, Cause>>;
 
-/// Coroutines started and not yet finished.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// Memory mappings kept free for everything else (malloc arenas, threads, libraries, and may's
-/// cache of up to 1,000 finished coroutines).
-const SPARE_MAPPINGS: usize = 8192;
-
-/// Counts a coroutine about to start, unless its stack would take the program past the kernel's
-/// mapping limit: there, mmap fails, and so would every allocation that needs a new mapping.
-fn reserve_coroutine() -> Result<(), Cause> {
-    let live = LIVE.fetch_add(1, Ordering::AcqRel);
-    match cspnet_core::max_map_count() {
-        Some(max) if live >= coroutine_limit(max) => {
-            LIVE.fetch_sub(1, Ordering::AcqRel);
-            Err(Cause::CouldNotStart(format!(
-                "{live} processes are running, and one more would take the program past the \
-                 kernel's limit of {max} memory mappings (each process's stack takes two); \
-                 raise it, e.g. `sysctl vm.max_map_count=4194304` for a million processes"
-            )))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// How many coroutines fit under a limit of `max_map_count` mappings.
-fn coroutine_limit(max_map_count: usize) -> usize {
-    max_map_count.saturating_sub(SPARE_MAPPINGS) / 2
-}
+/// Process coroutines alive now, counted against the kernel's mapping limit: past it may's spawn
+/// panics when mmap fails, and so does every later allocation that needs a new mapping. A
+/// coroutine's stack takes two mappings: the stack and its guard page.
+static BUDGET: MappingBudget = MappingBudget::new(2, "processes", "");
 
 /// The engine's `Carries::start`: the process as a coroutine with the configured stack.
 pub(crate) fn start<T: Send + 'static>(
@@ -47,14 +22,17 @@ pub(crate) fn start<T: Send + 'static>(
 ) -> Result<Running<T>, Cause> {
     // Applies the settings before the first coroutine starts may's scheduler.
     let stack = crate::config::settings().stack_size();
-    if let Err(cause) = reserve_coroutine() {
-        // The ends it captured poison their channels, so the processes that did start shut down.
-        discard_unstarted::<CoSlot, _>(vec![body]);
-        return Err(cause);
-    }
+    let place = match BUDGET.reserve() {
+        Ok(place) => place,
+        Err(cause) => {
+            // The ends it captured poison their channels, so the processes that did start end.
+            discard_unstarted::<CoSlot, _>(vec![body]);
+            return Err(cause);
+        }
+    };
     // may allocates the stack inside spawn and panics if it cannot (for instance when the
     // kernel's limit on memory mappings is reached). Unwinding drops the body, whose ends then
-    // poison their channels, so the processes that did start shut down.
+    // poison their channels, so the processes that did start shut down, and the place with it.
     let started = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: may's spawn is unsafe because a coroutine (1) must not keep a thread-local
         // reference across a yield, since it may resume on another worker thread, and (2) must
@@ -68,7 +46,7 @@ pub(crate) fn start<T: Send + 'static>(
                 .stack_size(stack / std::mem::size_of::<usize>())
                 .spawn(move || {
                     let result = run_body::<CoSlot, T>(ctx, body);
-                    LIVE.fetch_sub(1, Ordering::AcqRel);
+                    drop(place);
                     // A parked coroutine that is unparked just as it parks is resumed by may
                     // from inside the park's own bookkeeping (`Park::subscribe`). Were it to
                     // finish there, may would free its park while that bookkeeping still runs
@@ -79,9 +57,6 @@ pub(crate) fn start<T: Send + 'static>(
                 })
         }
     }));
-    if !matches!(started, Ok(Ok(_))) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
-    }
     match started {
         Ok(Ok(handle)) => Ok(handle),
         Ok(Err(e)) => Err(Cause::CouldNotStart(format!(
@@ -120,12 +95,12 @@ pub(crate) fn join_all<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::coroutine_limit;
+    use super::BUDGET;
 
     #[test]
     fn the_mapping_limit_leaves_room_for_the_rest_of_the_program() {
-        assert_eq!(coroutine_limit(65_530), 28_669);
-        assert!(coroutine_limit(4_194_304) > 2_000_000);
-        assert_eq!(coroutine_limit(100), 0);
+        assert_eq!(BUDGET.limit(65_530), 28_669);
+        assert!(BUDGET.limit(4_194_304) > 2_000_000);
+        assert_eq!(BUDGET.limit(100), 0);
     }
 }
