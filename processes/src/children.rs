@@ -1,9 +1,9 @@
 //! OS children: how a CSP process starts (a `fork`, or a re-executed program), reports, and is
-//! reaped; the bookkeeping `parallel` and `spawn` do for them.
+//! reaped; the engine's side of `parallel` and `spawn` (core's) for them.
 //!
-//! A closure process is a `fork` of the calling process. The child runs the body with
-//! `cspnet_core::run_body`, sends the outcome (or the panic) to the parent over an ipc-channel, and
-//! leaves with `_exit`. The parent drops its copy of the closure in census mode (see `channel.rs`),
+//! A closure process is a `fork` of the calling process. The child reseeds `fastrand` (so forked
+//! siblings do not share `select`'s random order), runs the body with `cspnet_core::run_body`,
+//! sends the outcome (or the panic) to the parent over an ipc-channel, and leaves with `_exit`. The parent drops its copy of the closure in census mode (see `channel.rs`),
 //! so it knows which channels the child holds; if the child's ipc-channel closes without a report,
 //! the parent reaps it with `waitpid` on its pid, poisons those channels, and reports the crash.
 //!
@@ -15,14 +15,11 @@
 //! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
 
 use crate::ThreadSlot;
-use crate::channel::{Role, census_drop, leave_held, poison_held};
+use crate::channel::{census_drop, leave_held, poison_held};
 use crate::codec;
 use crate::engine::{forget_waiter, prepare_waiter, release_waiter};
 use crate::shm::{self, segment};
-use cspnet_core::{
-    Cause, Leave, Outcome, ProcessContext, ProcessId, discard_unstarted, flush_dropped_ends,
-    run_body,
-};
+use cspnet_core::{Cause, Leave, Outcome, ProcessContext, Role, discard_unstarted, run_body};
 use ipc_channel::ipc::{
     self, IpcOneShotServer, IpcReceiver, IpcReceiverSet, IpcSelectionResult, IpcSender,
 };
@@ -33,8 +30,8 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The body of a closure process.
@@ -89,18 +86,12 @@ impl Drop for ExecSpec {
     }
 }
 
-/// A started child: its pid, the receiving end of its report channel, and the channel handles it
-/// holds (poisoned if it dies without reporting).
-pub(crate) struct Child {
+/// A started child of the processes engine: its pid, the receiving end of its report channel, and
+/// the channel handles it holds (poisoned if it dies without reporting).
+pub struct Child {
     pub(crate) pid: libc::pid_t,
     pub(crate) rx: IpcReceiver<Msg>,
     pub(crate) held: Vec<(u64, Role)>,
-}
-
-/// A process that was started, or why it could not be.
-pub(crate) struct Running {
-    pub(crate) name: Arc<str>,
-    pub(crate) started: Result<Child, Cause>,
 }
 
 /// Serialises our forks: the report channel's sending end exists in the parent only while the lock
@@ -108,10 +99,9 @@ pub(crate) struct Running {
 /// seeing the child's channel close). The child releases its inherited copy of the guard at once.
 static FORK_LOCK: Mutex<()> = Mutex::new(());
 
-/// Starts a closure process as a `fork` of this process.
+/// Starts a closure process as a `fork` of this process, running as the CSP process `ctx`.
 pub(crate) fn fork_start<T: Serialize + 'static>(
-    name: Arc<str>,
-    id: u64,
+    ctx: ProcessContext,
     body: Body<T>,
 ) -> Result<Child, Cause> {
     let _ = std::io::stdout().flush();
@@ -136,7 +126,7 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         drop(guard);
-        child_main::<T>(parent, tx, id, name, body);
+        child_main::<T>(parent, tx, ctx, body);
     }
     drop(tx);
     drop(guard);
@@ -171,20 +161,29 @@ pub(crate) fn child_setup(parent: libc::pid_t) {
             libc::_exit(1); // the parent died before we could ask to die with it
         }
     }
+    reseed_random();
     forget_waiter();
     prepare_waiter();
+}
+
+/// A forked child inherits its parent's `fastrand` state, so siblings forked from one thread would
+/// try their `select` guards in the same "random" orders. Seed it from this process's pid and the
+/// clock instead.
+fn reseed_random() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    fastrand::seed(u64::from(std::process::id()).rotate_left(32) ^ nanos);
 }
 
 fn child_main<T: Serialize + 'static>(
     parent: libc::pid_t,
     tx: IpcSender<Msg>,
-    id: u64,
-    name: Arc<str>,
+    ctx: ProcessContext,
     body: Body<T>,
 ) -> ! {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         child_setup(parent);
-        let ctx = ProcessContext::new(ProcessId::new(id), name);
         let report = match run_body::<ThreadSlot, T>(ctx, body) {
             Ok(outcome) => codec::to_bytes(&outcome)
                 .map_err(|e| Cause::Panicked(format!("the result could not be encoded: {e}"))),
@@ -201,8 +200,8 @@ fn child_main<T: Serialize + 'static>(
     unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 101 }) }
 }
 
-/// Starts a re-executed child and hands it its job.
-pub(crate) fn exec_start(name: &str, id: u64, mut spec: ExecSpec) -> Result<Child, Cause> {
+/// Starts a re-executed child as the CSP process `ctx` and hands it its job.
+pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Child, Cause> {
     let held = spec.take_held();
     let fail = |held: Vec<(u64, Role)>, why: String| {
         leave_held(held, Leave::Poison);
@@ -280,8 +279,8 @@ pub(crate) fn exec_start(name: &str, id: u64, mut spec: ExecSpec) -> Result<Chil
     let job = Job {
         func: std::mem::take(&mut spec.func),
         args: std::mem::take(&mut spec.args),
-        id,
-        name: name.to_owned(),
+        id: ctx.id().as_u64(),
+        name: ctx.name().to_owned(),
     };
     if job_tx.send(job).is_err() {
         // The child is gone; joining will reap it and report the crash.
@@ -366,20 +365,17 @@ pub(crate) type Report = Result<Vec<u8>, Cause>;
 /// A started child's pid and the channel handles to poison if it dies without reporting.
 type Reapable = (libc::pid_t, Vec<(u64, Role)>);
 
-/// Waits for every child, in whatever order they end, and collects their reports. A child whose
-/// channel closes without a report is reaped at once and its channels poisoned, so the rest of its
-/// network shuts down while we wait for the others.
-pub(crate) fn join_all(running: Vec<Running>) -> Vec<(Arc<str>, Report)> {
-    flush_dropped_ends::<ThreadSlot>();
+/// Waits for every child, in whatever order they end, and collects their reports (in the order
+/// given). A child whose channel closes without a report is reaped at once and its channels
+/// poisoned, so the rest of its network shuts down while we wait for the others.
+pub(crate) fn join_all(running: Vec<Result<Child, Cause>>) -> Vec<Report> {
     let n = running.len();
     let mut reports: Vec<Option<Report>> = (0..n).map(|_| None).collect();
-    let mut names = Vec::with_capacity(n);
     let mut children: Vec<Option<Reapable>> = Vec::with_capacity(n);
     let mut ids = HashMap::new();
     let mut set = None;
-    for (i, r) in running.into_iter().enumerate() {
-        names.push(r.name);
-        match r.started {
+    for (i, started) in running.into_iter().enumerate() {
+        match started {
             Err(cause) => {
                 reports[i] = Some(Err(cause));
                 children.push(None);
@@ -423,9 +419,24 @@ pub(crate) fn join_all(running: Vec<Running>) -> Vec<(Arc<str>, Report)> {
             }
         }
     }
-    names
+    reports
         .into_iter()
-        .zip(reports)
-        .map(|(name, r)| (name, r.expect("every child reported or was reaped")))
+        .map(|r| r.expect("every child reported or was reaped"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parallel, process};
+
+    /// Forked siblings do not share `select`'s random sequence: each child reseeds `fastrand`.
+    #[test]
+    fn forked_siblings_draw_different_random_numbers() {
+        fastrand::seed(7);
+        let draws = parallel((0..4).map(|_| process(|| Ok(fastrand::u64(..))))).unwrap();
+        let mut draws: Vec<u64> = draws.into_iter().map(Result::unwrap).collect();
+        draws.sort_unstable();
+        draws.dedup();
+        assert_eq!(draws.len(), 4, "siblings drew the same numbers");
+    }
 }

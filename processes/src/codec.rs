@@ -11,10 +11,19 @@ impl Encoded {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
+}
+
+/// Whether `T` is `Vec<u8>`, whose bytes are its own encoding.
+pub(crate) fn is_bytes<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Vec<u8>>()
 }
 
 /// Encodes `value`. A `Vec<u8>` is taken as it is (its bytes are the encoding).
@@ -25,12 +34,21 @@ fn config() -> bincode::config::Configuration {
 /// unknown length): that is a property of the type, so it is reported like any other bug in a
 /// process body, as a panic naming the type.
 pub(crate) fn encode<T: Serialize + 'static>(value: T) -> Encoded {
-    if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+    if is_bytes::<T>() {
         let boxed: Box<dyn Any> = Box::new(value);
         return Encoded(*boxed.downcast::<Vec<u8>>().expect("checked by TypeId"));
     }
-    match bincode::serde::encode_to_vec(&value, config()) {
-        Ok(v) => Encoded(v),
+    Encoded(encode_ref(&value))
+}
+
+/// Encodes a value left where it is (an output guard's, which stays in its slot until delivered).
+///
+/// # Panics
+///
+/// As [`encode`].
+pub(crate) fn encode_ref<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    match bincode::serde::encode_to_vec(value, config()) {
+        Ok(v) => v,
         Err(e) => panic!(
             "cspnet-processes: cannot encode a {} payload: {e}",
             std::any::type_name::<T>()
@@ -52,7 +70,7 @@ pub(crate) fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String>
 
 /// Decodes a payload from bytes the caller owns (reused as the value for `Vec<u8>`).
 pub(crate) fn decode_owned<T: DeserializeOwned + 'static>(bytes: Vec<u8>) -> T {
-    if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+    if is_bytes::<T>() {
         let boxed: Box<dyn Any> = Box::new(bytes);
         return *boxed.downcast::<T>().expect("checked by TypeId");
     }
@@ -66,7 +84,7 @@ pub(crate) fn decode_owned<T: DeserializeOwned + 'static>(bytes: Vec<u8>) -> T {
 /// If the bytes are not a valid encoding of `T` (a writer and reader disagreeing on the type, which
 /// only a re-executed child built from different code can cause).
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> T {
-    if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+    if is_bytes::<T>() {
         return decode_owned(bytes.to_vec());
     }
     match from_bytes(bytes) {

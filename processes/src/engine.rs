@@ -4,12 +4,17 @@
 //! Under the segment lock, an operation first tries every guard in the policy's order: an input
 //! takes a buffered value or commits a waiting writer; an output commits a waiting reader or fills
 //! the buffer. If nothing is ready (and no Skip/Timeout is due), it registers one entry per guard on
-//! the guard channels' queues, in the same order, all pointing at one waiter record whose state word
-//! is its futex, unlocks, and sleeps. Whoever matches an entry moves the waiter from `WAITING` to
-//! `DONE` with a compare-and-swap (so exactly one guard commits), hands over the payload, and wakes
-//! exactly that waiter. Poison or retirement moves waiters to `ALERTED` instead, and they look
-//! again. A value handed to a committed input is returned, full stop: nothing checks the channel
-//! after the commit.
+//! the guard channels' queues, in the same order, all pointing at one waiter record whose claim
+//! word (core's [`ClaimWord`]) is its futex, unlocks, and sleeps. Whoever matches an entry claims
+//! the waiter with `Claim::Fired(guard)` (one compare-and-swap, so exactly one guard commits),
+//! hands over the payload, and wakes exactly that waiter. Poison or retirement claims waiters with
+//! `Claim::Ended` instead, and they look again; a waiter whose deadline passes claims itself with
+//! `Claim::TimedOut`. A value handed to a committed input is returned, full stop: nothing checks
+//! the channel after the commit.
+//!
+//! The rules that are not the engine's come from core: a channel's state only moves forward
+//! ([`ChannelState::after`]), an end leaving retires or poisons it as [`Membership::leave`] says,
+//! and an operation with no live guard fails as [`live_guards`] says.
 //!
 //! The module is laid out bottom-up: the lock and the heap as the protocol uses them; queues and
 //! the commit; channel records (buffer, poison, retirement, recovery after a crash); each thread's
@@ -22,22 +27,14 @@ use crate::shm::{
     ChanRec, ENTRY_SIZE, Locked, NIL, Orphaned, SLOT_SIZE, Slot, SlotCell, WAITER_SIZE, WaiterRec,
     segment,
 };
-use cspnet_core::{ChannelError, Deadline};
+use cspnet_core::{
+    ChannelError, ChannelState, Claim, ClaimWord, Deadline, GuardStatus, Leave, Membership, Role,
+    live_guards,
+};
 use serde::de::DeserializeOwned;
 use std::cell::Cell;
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::Ordering;
-
-/// A channel's state word.
-pub(crate) const OPEN: u32 = 0;
-pub(crate) const RETIRED: u32 = 1;
-pub(crate) const POISONED: u32 = 2;
-
-/// A waiter's state word (its futex).
-const WAITING: u32 = 0;
-const DONE: u32 = 1;
-const ALERTED: u32 = 2;
-const ABORTED: u32 = 3;
 
 /// What a queue entry offers.
 const K_READ: u32 = 0;
@@ -67,13 +64,18 @@ fn free(l: &mut Locked, off: u64) {
     }
 }
 
-/// A channel's state, read without the lock (for error reports and `Debug`).
-pub(crate) fn state_now(c: u64) -> u32 {
-    segment().rec::<ChanRec>(c).state.load(Ordering::Acquire)
+/// The state a channel record's word holds (an unknown number reads as poisoned).
+fn state_of(word: u32) -> ChannelState {
+    ChannelState::from_u8(u8::try_from(word).unwrap_or(u8::MAX))
 }
 
-fn state(l: &Locked, c: u64) -> u32 {
-    l.chan(c).state.load(Ordering::Relaxed)
+/// A channel's state, read without the lock (for error reports and `Debug`).
+pub(crate) fn state_now(c: u64) -> ChannelState {
+    state_of(segment().rec::<ChanRec>(c).state.load(Ordering::Acquire))
+}
+
+fn state(l: &Locked, c: u64) -> ChannelState {
+    state_of(l.chan(c).state.load(Ordering::Relaxed))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -145,26 +147,22 @@ fn add_entry(l: &Locked, w: u64, k: u64, guard: u32, kind: u32, payload: Slot, l
 /// Commits waiter `w` (if it still waits) with guard `guard` and wakes it after unlock.
 fn commit(l: &mut Locked, w: u64, guard: u32, got: Slot) -> bool {
     let rec = l.waiter(w);
-    if rec.state.load(Ordering::Relaxed) != WAITING {
+    if !rec.state.load(Ordering::Relaxed).is_waiting() {
         return false;
     }
-    rec.chosen.set(guard);
     rec.got.set(got);
     // Unlink the waiter's entries for it, so that it can finish without taking the lock.
     for k in 0..rec.used.get() {
         unlink(l, entry_off(w, k));
     }
-    // Exactly one guard commits: the waiter leaves WAITING once (every transition happens under
-    // the lock, so this cannot fail after the check above; the CAS states the rule). Its release
-    // publishes `chosen` and `got` to the waiter, which reads the state with acquire.
-    if rec
-        .state
-        .compare_exchange(WAITING, DONE, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
+    // Exactly one guard commits: the waiter is claimed once (every claim, a time-out's included,
+    // happens under the lock, so this cannot fail after the check above; the claim states the
+    // rule). Its release publishes `got` to the
+    // waiter, which loads the word with acquire; the word itself says which guard fired.
+    if !rec.state.claim(Claim::Fired(guard)) {
         return false;
     }
-    l.wake_later(w); // the state word is at offset 0 of the record
+    l.wake_later(w); // the claim word is at offset 0 of the record
     true
 }
 
@@ -174,11 +172,7 @@ fn alert_list(l: &mut Locked, list: u64) {
     while e != NIL {
         let ent = l.entry(e);
         let (w, next) = (ent.waiter.get(), ent.next.get());
-        if l.waiter(w)
-            .state
-            .compare_exchange(WAITING, ALERTED, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if l.waiter(w).state.claim(Claim::Ended) {
             l.wake_later(w);
         }
         e = next;
@@ -220,15 +214,16 @@ fn drop_buffer(l: &mut Locked, c: u64) {
     }
 }
 
-/// Moves a channel to `to` (RETIRED or POISONED; poison overrides, nothing undoes it) and alerts
-/// its waiters. Poison discards buffered values.
-pub(crate) fn end_channel(l: &mut Locked, c: u64, to: u32) {
-    let ch = l.chan(c);
-    if ch.state.load(Ordering::Relaxed) >= to {
+/// Moves a channel on to `to` (as [`ChannelState::after`] rules: poison overrides retirement,
+/// nothing undoes either) and alerts its waiters. Poison discards buffered values.
+pub(crate) fn end_channel(l: &mut Locked, c: u64, to: ChannelState) {
+    let now = state(l, c);
+    let next = now.after(to);
+    if next == now {
         return;
     }
-    ch.state.store(to, Ordering::Release);
-    if to == POISONED {
+    l.chan(c).state.store(next as u32, Ordering::Release);
+    if next == ChannelState::Poisoned {
         drop_buffer(l, c);
     }
     alert_list(l, readq(c));
@@ -237,8 +232,8 @@ pub(crate) fn end_channel(l: &mut Locked, c: u64, to: u32) {
     l.wake_space_waiters();
 }
 
-/// Creates a channel record with one handle (the `Channel` being made) and room for `capacity`
-/// buffered values.
+/// Creates a channel record with no handles or ends counted yet (the caller joins at once) and room
+/// for `capacity` buffered values.
 pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapError> {
     let c = l.alloc_wait(size_of::<ChanRec>())?;
     let buf = if capacity == 0 {
@@ -254,11 +249,9 @@ pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapEr
     };
     let head = l.seg().chans().head.get();
     let ch = l.chan(c);
-    ch.state.store(OPEN, Ordering::Relaxed);
-    for n in [&ch.readers, &ch.writers] {
-        n.set(0);
-    }
-    ch.handles.set(1);
+    ch.state.store(ChannelState::Open as u32, Ordering::Relaxed);
+    ch.handles.set(0);
+    set_members(l, c, Membership::default());
     ch.capacity.set(capacity as u64);
     ch.buf.set(buf);
     ch.buf_head.set(0);
@@ -276,8 +269,44 @@ pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapEr
     Ok(c)
 }
 
+/// The reader and writer ends channel `c` counts.
+fn members(l: &Locked, c: u64) -> Membership {
+    let ch = l.chan(c);
+    Membership {
+        readers: ch.readers.get(),
+        writers: ch.writers.get(),
+    }
+}
+
+fn set_members(l: &Locked, c: u64, m: Membership) {
+    let ch = l.chan(c);
+    ch.readers.set(m.readers);
+    ch.writers.set(m.writers);
+}
+
+/// Counts one more handle of channel `c`, and one more end when `role` is a reader or writer.
+pub(crate) fn join(l: &mut Locked, c: u64, role: Role) {
+    let ch = l.chan(c);
+    ch.handles.set(ch.handles.get() + 1);
+    let mut m = members(l, c);
+    m.join(role);
+    set_members(l, c, m);
+}
+
+/// One handle of channel `c` leaves with `how`: an end as [`Membership::leave`] rules (the last
+/// reader or writer retires the channel, poison poisons it); the record goes with its last handle.
+pub(crate) fn leave(l: &mut Locked, c: u64, role: Role, how: Leave) {
+    let mut m = members(l, c);
+    let to = m.leave(role, how);
+    set_members(l, c, m);
+    if let Some(to) = to {
+        end_channel(l, c, to);
+    }
+    release_handle(l, c);
+}
+
 /// Drops one handle of channel `c`; frees the record when it was the last.
-pub(crate) fn release_handle(l: &mut Locked, c: u64) {
+fn release_handle(l: &mut Locked, c: u64) {
     let ch = l.chan(c);
     let handles = ch.handles.get() - 1;
     ch.handles.set(handles);
@@ -319,7 +348,9 @@ fn recover(l: &mut Locked, orphaned: Orphaned) {
     for c in victims {
         // Poison without freeing (the heap may be inconsistent): mark, then alert and wake every
         // entry, even ones already committed whose wake the dead process never sent.
-        l.chan(c).state.store(POISONED, Ordering::Release);
+        l.chan(c)
+            .state
+            .store(ChannelState::Poisoned as u32, Ordering::Release);
         for q in [readq(c), writeq(c)] {
             alert_list(l, q);
             let mut e = l.list(q).head.get();
@@ -509,7 +540,7 @@ fn commit_first(l: &mut Locked, list: u64, kind: u32, got: Slot) -> Option<Slot>
 
 /// Delivers `slot` on channel `c` if it can be now: to a waiting reader, or into the buffer.
 fn try_write(l: &mut Locked, c: u64, slot: Slot) -> bool {
-    if state(l, c) != OPEN {
+    if state(l, c) != ChannelState::Open {
         return false;
     }
     if commit_first(l, readq(c), K_READ, slot).is_some() {
@@ -535,12 +566,14 @@ fn take(l: &mut Locked, slot: Slot) -> Taken {
 }
 
 /// Runs one operation: commits exactly one guard of `specs` (tried in `order`), or fires the
-/// fallback at `deadline` when no guard became ready.
+/// fallback at `deadline` when no guard became ready. `specs` is never empty (core runs an
+/// alternation without channel guards itself).
 pub(crate) fn run(
     specs: &[Spec<'_>],
     order: &[usize],
     deadline: Deadline,
 ) -> Result<Fired, ChannelError> {
+    debug_assert!(!specs.is_empty(), "an operation has at least one guard");
     let mut op = Operation::new(specs, order, deadline);
     loop {
         op.lock();
@@ -559,9 +592,7 @@ pub(crate) fn run(
         if let Some(fired) = op.try_guards() {
             return Ok(fired);
         }
-        if let Some(end) = op.nothing_can_fire() {
-            return end;
-        }
+        op.nothing_can_fire()?;
         if deadline.has_passed() {
             return Ok(Fired::Fallback);
         }
@@ -630,7 +661,12 @@ impl<'s, 'v> Operation<'s, 'v> {
     /// Step 1: any poisoned guard channel (or a broken heap) fails the operation.
     fn check_poison(&mut self) -> Result<(), ChannelError> {
         let l = self.lock.as_ref().expect("the operation holds the lock");
-        if l.broken() || self.chans.iter().any(|&c| state(l, c) == POISONED) {
+        if l.broken()
+            || self
+                .chans
+                .iter()
+                .any(|&c| state(l, c) == ChannelState::Poisoned)
+        {
             return Err(ChannelError::Poisoned);
         }
         Ok(())
@@ -648,7 +684,7 @@ impl<'s, 'v> Operation<'s, 'v> {
             let Want::Write(bytes) = spec.want else {
                 continue;
             };
-            if self.offered[i].is_some() || state(l, spec.chan) != OPEN {
+            if self.offered[i].is_some() || state(l, spec.chan) != ChannelState::Open {
                 continue;
             }
             match l.alloc(bytes.len()) {
@@ -700,22 +736,25 @@ impl<'s, 'v> Operation<'s, 'v> {
         None
     }
 
-    /// Step 4a: with no guard channel open, the operation fails `Retired`, or (with no channel
-    /// guards at all) fires its fallback when due. `None` while some guard channel is open.
-    fn nothing_can_fire(&mut self) -> Option<Result<Fired, ChannelError>> {
+    /// Step 4a: fails the operation when no guard is live, as core's [`live_guards`] rules (a
+    /// Skip or Timeout does not save it). Step 3 has just drained whatever a retired input
+    /// channel still buffered, so a guard on a retired channel is dead.
+    fn nothing_can_fire(&self) -> Result<(), ChannelError> {
         let l = self.lock.as_ref().expect("the operation holds the lock");
-        if self.chans.iter().any(|&c| state(l, c) == OPEN) {
-            return None;
+        // The common case, decided without building the list: some guard channel is open.
+        if self
+            .chans
+            .iter()
+            .any(|&c| state(l, c) == ChannelState::Open)
+        {
+            return Ok(());
         }
-        // Every channel guard is retired, or there were none and nothing could ever fire.
-        self.release();
-        if !self.specs.is_empty() || self.deadline == Deadline::Never {
-            return Some(Err(ChannelError::Retired));
-        }
-        if let Some(left) = self.deadline.remaining() {
-            std::thread::sleep(left);
-        }
-        Some(Ok(Fired::Fallback))
+        live_guards(self.order, |i| match state(l, self.chans[i]) {
+            ChannelState::Open => GuardStatus::Live,
+            ChannelState::Retired => GuardStatus::Dead,
+            ChannelState::Poisoned => GuardStatus::Poisoned,
+        })
+        .map(drop)
     }
 
     /// Step 4b: registers one entry per open guard channel, in the policy's order, all pointing
@@ -725,14 +764,15 @@ impl<'s, 'v> Operation<'s, 'v> {
         let l = self.lock.as_mut().expect("the operation holds the lock");
         let w = waiter_for(l, self.specs.len() + 1)?;
         let rec = l.waiter(w);
-        rec.state.store(WAITING, Ordering::Relaxed);
+        // Published to the matchers by the unlock; every entry of the previous wait is unlinked.
+        rec.state.reset();
         rec.used.set(0);
         // A matcher walks a queue from its head, so when two guards wait on the same channel the
         // one registered first is the one it commits: register in the policy's order.
         let mut used = 0u64;
         for &i in self.order {
             let c = self.specs[i].chan;
-            if state(l, c) != OPEN {
+            if state(l, c) != ChannelState::Open {
                 continue;
             }
             let (kind, payload, list) = match self.specs[i].want {
@@ -771,38 +811,36 @@ impl<'s, 'v> Operation<'s, 'v> {
         self.unlock();
         let seg = segment();
         let rec = seg.rec::<WaiterRec>(reg.waiter);
+        let word: &ClaimWord = &rec.state;
         let mut timed_out = false;
-        while rec.state.load(Ordering::Acquire) == WAITING {
-            if !futex::wait(&rec.state, WAITING, self.deadline) {
+        // The futex sleeps only while the word still reads `Waiting`; every claim changes it
+        // before its claimer wakes us, so no wake is lost.
+        while word.load(Ordering::Acquire).is_waiting() {
+            if !futex::wait(word.as_atomic(), Claim::Waiting.to_u32(), self.deadline) {
                 timed_out = true;
                 break;
             }
         }
         if !timed_out
-            && rec.state.load(Ordering::Acquire) == DONE
-            && let Some(fired) = self.finish_unlocked(rec.chosen.get() as usize, rec.got.get())
+            && let Claim::Fired(i) = word.load(Ordering::Acquire)
+            && let Some(fired) = self.finish_unlocked(i as usize, rec.got.get())
         {
             return Some(fired);
         }
         self.lock();
         let l = self.lock.as_mut().expect("the operation holds the lock");
-        let st = if timed_out {
-            match rec
-                .state
-                .compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => ABORTED,
-                Err(s) => s,
-            }
+        // A time-out claims the waiter itself; losing that race to a commit means the commit counts.
+        let claim = if timed_out && word.claim(Claim::TimedOut) {
+            Claim::TimedOut
         } else {
-            rec.state.load(Ordering::Acquire)
+            word.load(Ordering::Acquire)
         };
         for k in 0..reg.used {
             unlink(l, entry_off(reg.waiter, k));
         }
-        match st {
-            DONE => {
-                let (i, got) = (rec.chosen.get() as usize, rec.got.get());
+        match claim {
+            Claim::Fired(i) => {
+                let (i, got) = (i as usize, rec.got.get());
                 Some(match self.specs[i].want {
                     Want::Read => Fired::Guard(i, Some(take(l, got))),
                     Want::Write(_) => {
@@ -811,9 +849,9 @@ impl<'s, 'v> Operation<'s, 'v> {
                     }
                 })
             }
-            ABORTED => Some(Fired::Fallback),
-            ALERTED => None,
-            other => unreachable!("a waiter woke in state {other}"),
+            Claim::TimedOut => Some(Fired::Fallback),
+            Claim::Ended => None,
+            Claim::Waiting => unreachable!("a waiter woke unclaimed"),
         }
     }
 

@@ -1,32 +1,35 @@
 //! The second start mode, the public side: `exec` makes a process that re-executes the current
-//! binary, and `Registry` is what the re-executed child runs.
+//! binary, [`ExecOptions`] sets its arguments, environment and directory, and `Registry` is what
+//! the re-executed child runs.
 //!
 //! The parent's half (starting `current_exe()` with the bootstrap variables) is
 //! `children::exec_start`. The child's [`Registry::init`] maps the segment, connects, receives its
 //! job (function name, serde-encoded arguments, process id and name), runs the function as a CSP
 //! process, reports over the same ipc-channel, and exits.
 
-use crate::ThreadSlot;
 use crate::channel::recording_serialized;
 use crate::children::{ExecSpec, Job, Msg, exec_child_setup, take_exec_bootstrap};
 use crate::codec;
 use crate::engine::release_waiter;
-use crate::process::Process;
+use crate::process::{Kind, Start};
 use crate::shm::segment;
+use crate::{Process, ThreadSlot};
 use cspnet_core::{Cause, Outcome, ProcessContext, ProcessId, run_body};
 use ipc_channel::ipc::{self, IpcSender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::ffi::OsStr;
+use std::path::Path;
 
 /// A process that runs the function registered as `func` in a fresh copy of this program, with
 /// `args` (serde-encoded; channel ends may be among them). Set the child's extra command-line
-/// arguments, environment and working directory with [`Process::arg`], [`Process::env`] and
-/// [`Process::current_dir`].
+/// arguments, environment and working directory with [`ExecOptions`] ([`arg`](ExecOptions::arg),
+/// [`env`](ExecOptions::env), [`current_dir`](ExecOptions::current_dir)).
 ///
 /// The program must call [`Registry::init`] at the top of `main`, with `func` registered.
 ///
 /// ```no_run
-/// use cspnet_processes::{Channel, Outcome, Reader, Registry, exec, parallel};
+/// use cspnet_processes::{Channel, ExecOptions, Outcome, Reader, Registry, exec, parallel};
 ///
 /// fn total(r: Reader<u64>) -> Outcome<u64> {
 ///     let mut sum = 0;
@@ -54,14 +57,112 @@ where
     let bytes = bytes.unwrap_or_else(|e| {
         panic!("cspnet-processes: the arguments of '{func}' could not be encoded: {e}")
     });
-    Process::from_exec(ExecSpec {
+    Process::from_start(Start(Kind::Exec(ExecSpec {
         func: func.to_owned(),
         args: bytes,
         held,
         argv: Vec::new(),
         env: Vec::new(),
         dir: None,
-    })
+    })))
+}
+
+/// The start options of a process made by [`exec`]: its extra command-line arguments, environment
+/// and working directory. A closure process is a `fork`, which shares the parent's, so these panic
+/// on one.
+///
+/// `Process` is core's type, so the options are this trait's methods; import it with the names
+/// you use:
+///
+/// ```
+/// use cspnet_processes::{ExecOptions, exec};
+/// let p = exec::<_, u32>("simulate", 3u32)
+///     .arg("--fast")
+///     .env("RUST_LOG", "debug")
+///     .current_dir("/tmp");
+/// # drop(p);
+/// ```
+pub trait ExecOptions: Sized {
+    /// Adds a command-line argument for a re-executed child.
+    ///
+    /// # Panics
+    ///
+    /// On a closure process (it is a fork, with the parent's arguments).
+    ///
+    /// ```
+    /// use cspnet_processes::ExecOptions;
+    /// let p = cspnet_processes::exec::<_, u32>("simulate", 3u32).arg("--fast");
+    /// # drop(p);
+    /// ```
+    fn arg(self, arg: impl AsRef<OsStr>) -> Self;
+
+    /// Sets an environment variable for a re-executed child.
+    ///
+    /// # Panics
+    ///
+    /// On a closure process.
+    ///
+    /// ```
+    /// use cspnet_processes::ExecOptions;
+    /// let p = cspnet_processes::exec::<_, u32>("simulate", 3u32).env("RUST_LOG", "debug");
+    /// # drop(p);
+    /// ```
+    fn env(self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self;
+
+    /// Sets the working directory of a re-executed child.
+    ///
+    /// # Panics
+    ///
+    /// On a closure process.
+    ///
+    /// ```
+    /// use cspnet_processes::ExecOptions;
+    /// let p = cspnet_processes::exec::<_, u32>("simulate", 3u32).current_dir("/tmp");
+    /// # drop(p);
+    /// ```
+    ///
+    /// ```should_panic
+    /// use cspnet_processes::ExecOptions;
+    /// let p = cspnet_processes::process(|| Ok(1u32)).current_dir("/tmp"); // a fork: panics
+    /// # drop(p);
+    /// ```
+    fn current_dir(self, dir: impl AsRef<Path>) -> Self;
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> ExecOptions for Process<T> {
+    fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        exec_spec(&mut self, "arg")
+            .argv
+            .push(arg.as_ref().to_owned());
+        self
+    }
+
+    fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        exec_spec(&mut self, "env")
+            .env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        exec_spec(&mut self, "current_dir").dir = Some(dir.as_ref().to_owned());
+        self
+    }
+}
+
+/// The exec options of `p`, or the panic that explains why a closure process has none.
+#[track_caller]
+fn exec_spec<'p, T>(p: &'p mut Process<T>, what: &str) -> &'p mut ExecSpec
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    match &mut p.start_mut().0 {
+        Kind::Exec(spec) => spec,
+        Kind::Closure(_) => panic!(
+            "ExecOptions::{what} applies to processes made by exec(..); a closure process is a \
+             fork and shares the parent's arguments, environment and directory"
+        ),
+    }
 }
 
 type Runner = Box<dyn Fn(&[u8], ProcessContext) -> Result<Vec<u8>, Cause>>;

@@ -4,7 +4,9 @@
 //! and `prctl(PR_SET_PDEATHSIG)`. On every other target the crate is empty: it builds, so a
 //! program that depends on it still compiles there, but it exports nothing.
 //!
-//! The same API as `cspnet-threads`, name for name; payloads and process results must also be
+//! The same API as `cspnet-threads`, name for name: the types are `cspnet_core`'s, written once for
+//! every backend, over this crate's engine [`Processes`] ([`Channel<T>`](Channel) is
+//! `cspnet_core::Channel<Processes, T>`). Payloads and process results must also be
 //! `Serialize + DeserializeOwned` (they cross address spaces). Use it through the facade
 //! (`use cspnet::processes as csp;`) so that switching backend is a one-line change.
 //!
@@ -41,6 +43,21 @@
 //!   hold fails at the writer with [`ChannelError::TooLarge`]; a full heap makes writers wait.
 //! - **Results** travel back to the parent over ipc-channel, which also carries the bootstrap of
 //!   re-executed children.
+//! - **Channel ends travel**: `Channel`, `Reader` and `Writer` are `Serialize`/`Deserialize` here
+//!   (core's `Mobile`), so they can be [`exec`] arguments or values sent over another channel.
+//!   Serializing an end joins the channel on the receiver's behalf, who adopts that membership when
+//!   it deserializes: deserialize each serialized end exactly once, in a process of the network.
+//!
+//! # What this crate is
+//!
+//! Only the engine: [`Processes`] implements core's `Backend` (a type-erased guard per channel
+//! guard, and `select` as one run of the commit protocol), `Carries<T>` (a channel handle that is
+//! a segment offset, a read or write as a one-guard operation, a process as a `fork` or an
+//! [`exec`]) and `Mobile<T>`. Which guard order `select` uses, when a channel retires, what an
+//! alternation with nothing left to wait for does, and how a process's ends leave when it ends are
+//! core's rules, the same on every backend. What stays here is what only OS processes need: the
+//! segment, the futexes, the census of ends across `fork`, crash recovery, and the
+//! [`ExecOptions`] of a re-executed child.
 //!
 //! # Two ways to start a process
 //!
@@ -57,10 +74,10 @@
 //! libraries holding locks, a simulator that must start fresh). Register the functions a child may
 //! run and call [`Registry::init`] first thing in `main`; `exec("name", args)` gives a [`Process`]
 //! whose arguments (channel ends among them) are serde-encoded, and whose command-line arguments,
-//! environment and directory you can set:
+//! environment and directory you can set with [`ExecOptions`]:
 //!
 //! ```no_run
-//! use cspnet_processes::{Channel, Outcome, Reader, Registry, exec, parallel, process};
+//! use cspnet_processes::{Channel, ExecOptions, Outcome, Reader, Registry, exec, parallel, process};
 //!
 //! fn simulate((steps, input): (u32, Reader<f64>)) -> Outcome<f64> {
 //!     let mut total = 0.0;
@@ -131,19 +148,133 @@ mod process;
 mod shm;
 
 #[cfg(target_os = "linux")]
-pub use alternation::Alternation;
-#[cfg(target_os = "linux")]
-pub use channel::{Channel, IntoIter, Iter, Reader, Writer};
-#[cfg(target_os = "linux")]
-pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
-#[cfg(target_os = "linux")]
-pub use exec::{Registry, exec};
-#[cfg(target_os = "linux")]
-pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};
+pub use exec::{ExecOptions, Registry, exec};
 
 /// A forked child runs on the thread that forked it, so the process context lives in a thread-local.
 #[cfg(target_os = "linux")]
 use cspnet_core::ThreadSlot;
+#[cfg(target_os = "linux")]
+use cspnet_core::{Cause, Deadline, Leave, Mobile, ProcessContext, Role};
+#[cfg(target_os = "linux")]
+use serde::de::DeserializeOwned;
+#[cfg(target_os = "linux")]
+use serde::{Deserializer, Serialize, Serializer};
+
+/// The processes engine: channel records and a commit protocol in one shared-memory segment, a
+/// futex per waiting thread, one OS process per CSP process (a `fork`, or a re-executed program).
+///
+/// ```
+/// use cspnet_processes::{Channel, Processes};
+/// let ch: cspnet_core::Channel<Processes, u8> = Channel::<u8>::new();
+/// # drop(ch);
+/// ```
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Processes;
+
+#[cfg(target_os = "linux")]
+cspnet_core::backend_surface!(Processes, cspnet_processes);
+
+#[cfg(target_os = "linux")]
+impl Backend for Processes {
+    const NAME: &'static str = "processes";
+    type Slot = ThreadSlot;
+    type Guard<'a> = alternation::Guard<'a>;
+
+    fn select(
+        guards: &mut [Self::Guard<'_>],
+        order: &[usize],
+        deadline: Deadline,
+    ) -> Result<Option<usize>, ChannelError> {
+        alternation::select(guards, order, deadline)
+    }
+
+    /// Ids come from a counter in the segment, so they are unique across the OS processes of the
+    /// network (and mapping the segment here, before any fork, lets every child share it).
+    fn next_id() -> ProcessId {
+        ProcessId::new(shm::segment().next_id())
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes {
+    type Chan = channel::Chan;
+    type Start = process::Start<T>;
+    type Running = process::Running;
+
+    fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
+        channel::Chan::new(name, capacity)
+    }
+    fn join(chan: &Self::Chan, role: Role) {
+        chan.join(role);
+    }
+    fn leave(chan: &Self::Chan, role: Role, how: Leave) {
+        chan.leave(role, how);
+    }
+    /// Records the drop instead while a forked child's census is taken (see `channel.rs`).
+    fn dropped(chan: &Self::Chan, role: Role) {
+        chan.dropped(role);
+    }
+    fn poison(chan: &Self::Chan) {
+        chan.poison();
+    }
+    fn name(chan: &Self::Chan) -> Option<&str> {
+        chan.name()
+    }
+    fn state(chan: &Self::Chan) -> Result<(), ChannelError> {
+        chan.state()
+    }
+    #[inline]
+    fn read(chan: &Self::Chan) -> Result<T, ChannelError> {
+        chan.read()
+    }
+    #[inline]
+    fn write(chan: &Self::Chan, value: T) -> Result<(), ChannelError> {
+        chan.write(value)
+    }
+    fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
+        alternation::input(chan.off, slot)
+    }
+    fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
+        alternation::output(chan.off, slot)
+    }
+    fn closure<F>(body: F) -> Self::Start
+    where
+        F: FnOnce() -> Outcome<T> + Send + 'static,
+    {
+        process::Start(process::Kind::Closure(Box::new(body)))
+    }
+    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
+        process::start(ctx, start)
+    }
+    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
+        process::join_all(running)
+    }
+    fn discard(starts: Vec<Self::Start>) {
+        process::discard(starts);
+    }
+}
+
+/// Channel ends travel as `exec` arguments and over channels: serializing joins on the receiver's
+/// behalf (and is recorded as an `exec` child's census); deserializing checks the offset lies in
+/// the segment and adopts the membership.
+#[cfg(target_os = "linux")]
+impl<T: Serialize + DeserializeOwned + Send + 'static> Mobile<T> for Processes {
+    fn serialize_handle<S: Serializer>(
+        chan: &Self::Chan,
+        role: Role,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        channel::serialize_handle(chan, role, s)
+    }
+
+    fn deserialize_handle<'de, D: Deserializer<'de>>(
+        d: D,
+        role: Role,
+    ) -> Result<Self::Chan, D::Error> {
+        channel::deserialize_handle(d, role)
+    }
+}
 
 /// Sets the size in bytes of the shared-memory segment, before the first channel is made (it
 /// overrides `CSPNET_SHM_SIZE`; the default is 256 MiB, sparse). Returns `false` if the segment
@@ -164,7 +295,10 @@ pub fn set_segment_size(bytes: usize) -> bool {
 /// (which is expected never to return: the fault tests kill the process inside it), and unlocks.
 #[doc(hidden)]
 #[cfg(target_os = "linux")]
-pub fn __hold_segment_lock<T>(reader: &Reader<T>, then: impl FnOnce()) {
-    let _lock = engine::lock(&[reader.chan()]);
+pub fn __hold_segment_lock<T>(reader: &Reader<T>, then: impl FnOnce())
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    let _lock = engine::lock(&[reader.raw().off]);
     then();
 }

@@ -15,7 +15,7 @@
 //!   structs made only of atomics ([`Record`]). [`Segment::rec`] checks bounds and alignment and
 //!   gives a shared `&T`; every field is read and written through it. Fields other than the state
 //!   words are [`Word`]s, loaded and stored `Relaxed`: they change only under the segment lock (or,
-//!   for a waiter's `chosen` and `got`, before the release that publishes them), so the lock's own
+//!   for a waiter's `got`, before the release that publishes them), so the lock's own
 //!   acquire and release order them.
 //! - **The heap's tag words** are atomics too ([`SharedWords`]): the allocator runs over them, never
 //!   over a byte slice of the heap.
@@ -27,7 +27,7 @@
 
 use crate::futex;
 use crate::heap::{HeapError, NextFit, Words};
-use cspnet_core::Deadline;
+use cspnet_core::{ClaimWord, Deadline};
 use std::cell::UnsafeCell;
 use std::mem::{align_of, offset_of, size_of};
 use std::os::fd::RawFd;
@@ -97,10 +97,17 @@ unsafe impl Record for AtomicU32 {}
 unsafe impl Record for List {}
 // SAFETY: repr(C), two Words.
 unsafe impl Record for SlotCell {}
-// SAFETY: repr(C), an AtomicU32, Word32s, Words and Lists.
+// SAFETY: repr(C), an AtomicU32, a Word32, Words and Lists.
 unsafe impl Record for ChanRec {}
-// SAFETY: repr(C), an AtomicU32, a Word32, a SlotCell and a Word.
+// SAFETY: repr(C), a ClaimWord (a transparent AtomicU32, checked below), a Word32, a SlotCell and
+// a Word.
 unsafe impl Record for WaiterRec {}
+// The claim word is core's `#[repr(transparent)]` std `AtomicU32` (loom's stands in only under
+// `cfg(loom)`, which builds core's own model alone): one futex word, any bit pattern valid.
+const _: () = assert!(
+    size_of::<ClaimWord>() == size_of::<AtomicU32>()
+        && align_of::<ClaimWord>() == align_of::<AtomicU32>()
+);
 // SAFETY: repr(C), Words, Word32s and a SlotCell.
 unsafe impl Record for Entry {}
 
@@ -174,12 +181,14 @@ pub(crate) const SLOT_SIZE: usize = size_of::<SlotCell>();
 /// A channel's record.
 #[repr(C)]
 pub(crate) struct ChanRec {
-    /// OPEN, RETIRED or POISONED (read without the lock by `Debug` and error reports).
+    /// A `cspnet_core::ChannelState` as a number (read without the lock by `Debug` and error
+    /// reports).
     pub(crate) state: AtomicU32,
-    pub(crate) readers: Word32,
-    pub(crate) writers: Word32,
     /// Channel, Reader and Writer handles (in any process) that refer to this record.
     pub(crate) handles: Word32,
+    /// Reader and writer ends: a `cspnet_core::Membership`, field for field.
+    pub(crate) readers: Word,
+    pub(crate) writers: Word,
     pub(crate) capacity: Word,
     /// Ring of `capacity` [`SlotCell`]s.
     pub(crate) buf: Word,
@@ -195,10 +204,11 @@ pub(crate) struct ChanRec {
 /// for its [`Entry`] records.
 #[repr(C)]
 pub(crate) struct WaiterRec {
-    /// WAITING, DONE, ALERTED or ABORTED: the waiter's futex word, at offset 0 of the record.
-    pub(crate) state: AtomicU32,
-    /// The guard that committed (valid in DONE).
-    pub(crate) chosen: Word32,
+    /// The waiter's claim (`Waiting`, `Fired(guard)`, `Ended`, `TimedOut`): its futex word, at
+    /// offset 0 of the record. A fresh allocation is not `Waiting`: the engine `reset`s it.
+    pub(crate) state: ClaimWord,
+    /// Keeps `got` 8-aligned with no implicit padding (unused).
+    pub(crate) _reserved: Word32,
     /// The payload handed to a committed input guard.
     pub(crate) got: SlotCell,
     /// Entries in use after the record.

@@ -16,7 +16,8 @@ fn main() {
 mod linux {
     use cspnet_core::Cause;
     use cspnet_processes::{
-        Channel, ChannelError, Outcome, Reader, Registry, Writer, exec, parallel, process, sequence,
+        Channel, ChannelError, ExecOptions, Outcome, Reader, Registry, Writer, exec, parallel,
+        process, sequence,
     };
 
     /// Sums what arrives on `input` and sends the total on `output`, returning the count.
