@@ -1,46 +1,38 @@
-//! Any-to-any channels on may's parking: a direct hand-off between a parked party and the one that
-//! arrives, with poison and retirement that wake every waiter at once.
+//! The coroutines engine's channel, on may's parking: a direct hand-off between a parked party and
+//! the one that arrives, with poison and retirement that wake every waiter at once.
 //!
 //! # The protocol
 //!
-//! Each channel has one lock over its queues of parked readers and writers (and, for a buffered
-//! channel, its buffer). A party that finds no counterpart enqueues an [`Entry`] and parks. The
-//! entry points at a [`Waiter`] and at a value slot, both on the parked party's own stack (or in
-//! its alternation's guards), as Go's runtime does with its `sudog`s: nothing is allocated per
-//! communication.
+//! Each channel has one lock over its queues of parked readers and writers, its membership (and,
+//! for a buffered channel, its buffer). A party that finds no counterpart enqueues an [`Entry`]
+//! and parks. The entry points at a [`Waiter`] and at a value slot, both on the parked party's own
+//! stack (or in its alternation's guards), as Go's runtime does with its `sudog`s: nothing is
+//! allocated per communication.
 //!
 //! A party that arrives and finds an entry completes it under the channel's lock: it moves the
 //! value into (or out of) the entry's slot, then claims the waiter with one compare-and-swap from
-//! `WAITING` to the entry's guard index, and on success unparks it. A waiter registered on several
+//! [`Claim::Waiting`] to [`Claim::Fired`] with the entry's guard index, and on success unparks it
+//! (core's [`ClaimWord`], whose protocol core model-checks with loom). A waiter registered on several
 //! channels (an alternation) can be claimed once only, so exactly one guard commits; a claimer that
 //! loses the swap puts the value back and tries the next entry. The claimer touches the waiter's
 //! memory only while its entry is queued and the lock held (the waiter removes its entries under
 //! the same locks before its frame goes away), and clones the wake handle before the swap, since a
 //! claimed waiter may return at once.
 //!
-//! Ending a channel (poison, or retirement of the last reader or writer) claims every queued waiter
-//! with `ENDED` and unparks it: no polling and no timeouts. A woken waiter looks at the channel
-//! state again.
+//! Ending a channel (poison, or retirement of the last reader or writer, as core's [`Membership`]
+//! rules) claims every queued waiter with [`Claim::Ended`] and unparks it: no polling and no timeouts. A
+//! woken waiter looks at the channel state again.
 
 use crate::CoSlot;
-use cspnet_core::{ChannelError, Deadline, Leave, LeavingEnd, end_dropped, flush_dropped_ends};
+use cspnet_core::{
+    ChannelError, ChannelState, Claim, ClaimWord, Deadline, Leave, LeavingEnd, Membership, Role,
+    end_dropped, flush_dropped_ends,
+};
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-const OPEN: u8 = 0;
-const RETIRED: u8 = 1;
-const POISONED: u8 = 2;
-
-/// A waiter's state while nobody has claimed it.
-pub(crate) const WAITING: usize = usize::MAX;
-/// Claimed because a channel it waits on ended: look at the channels again.
-pub(crate) const ENDED: usize = usize::MAX - 1;
-/// Claimed by the waiter itself when its deadline passed.
-pub(crate) const TIMED_OUT: usize = usize::MAX - 2;
 
 /// How to wake a parked party: a may coroutine, or a plain OS thread (such as `main`).
 #[derive(Clone)]
@@ -86,37 +78,35 @@ pub(crate) fn park(timeout: Option<Duration>) {
 /// One blocked read, write or alternation. Claimed exactly once (by a counterpart, by the end of a
 /// channel, or by itself on timeout); the claim's value says what happened.
 pub(crate) struct Waiter {
-    state: AtomicUsize,
+    state: ClaimWord,
     wake: Wake,
 }
 
 impl Waiter {
     pub(crate) fn new() -> Waiter {
         Waiter {
-            state: AtomicUsize::new(WAITING),
+            state: ClaimWord::new(),
             wake: Wake::current(),
         }
     }
 
     /// Claims the waiter for `outcome`; `false` if someone else claimed it first.
-    pub(crate) fn claim(&self, outcome: usize) -> bool {
-        self.state
-            .compare_exchange(WAITING, outcome, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+    pub(crate) fn claim(&self, outcome: Claim) -> bool {
+        self.state.claim(outcome)
     }
 
-    /// Parks until claimed, or until `deadline`, when it claims itself with `TIMED_OUT`.
-    pub(crate) fn wait(&self, deadline: Deadline) -> usize {
+    /// Parks until claimed, or until `deadline`, when it claims itself with `TimedOut`.
+    pub(crate) fn wait(&self, deadline: Deadline) -> Claim {
         loop {
             let state = self.state.load(Ordering::Acquire);
-            if state != WAITING {
+            if !state.is_waiting() {
                 return state;
             }
             match deadline.remaining() {
                 None => park(None),
                 Some(left) if left.is_zero() => {
-                    if self.claim(TIMED_OUT) {
-                        return TIMED_OUT;
+                    if self.claim(Claim::TimedOut) {
+                        return Claim::TimedOut;
                     }
                 }
                 Some(left) => park(Some(left)),
@@ -129,8 +119,9 @@ impl Waiter {
 #[derive(Clone, Copy)]
 pub(crate) struct Entry {
     waiter: *const Waiter,
-    /// The guard index the waiter is claimed with (0 for a plain read or write).
-    index: usize,
+    /// What the waiter is claimed with when this entry completes: its guard, `Fired(0)` for a
+    /// plain read or write.
+    fired: Claim,
     /// An `Option<T>` for the channel's `T`: the value offered (writer) or the place for it (reader).
     slot: *mut (),
 }
@@ -143,7 +134,7 @@ impl Entry {
     pub(crate) fn new<T>(waiter: &Waiter, index: usize, slot: *mut Option<T>) -> Entry {
         Entry {
             waiter,
-            index,
+            fired: Claim::fired(index),
             slot: slot.cast(),
         }
     }
@@ -158,6 +149,7 @@ pub(crate) struct Queues {
     id: usize,
     pub(crate) readers: VecDeque<Entry>,
     pub(crate) writers: VecDeque<Entry>,
+    members: Membership,
 }
 
 impl Queues {
@@ -170,36 +162,28 @@ impl Queues {
 
 static NEXT_CHANNEL: AtomicUsize = AtomicUsize::new(1);
 
-/// The part of a channel that does not depend on the payload type.
+/// The part of a channel that does not depend on the payload type: what an alternation locks.
 pub(crate) struct Control {
     name: Option<Box<str>>,
     id: usize,
-    /// Written under the lock; read without it for a quick look.
+    /// A [`ChannelState`], written under the lock (it only moves forward); read without it for a
+    /// quick look.
     state: AtomicU8,
-    readers: AtomicUsize,
-    writers: AtomicUsize,
     queues: Mutex<Queues>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Reader,
-    Writer,
-}
-
 impl Control {
-    fn new(name: Option<Box<str>>) -> Self {
+    fn new(name: Option<&str>) -> Self {
         let id = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
         Control {
-            name,
+            name: name.map(Into::into),
             id,
-            state: AtomicU8::new(OPEN),
-            readers: AtomicUsize::new(0),
-            writers: AtomicUsize::new(0),
+            state: AtomicU8::new(ChannelState::Open as u8),
             queues: Mutex::new(Queues {
                 id,
                 readers: VecDeque::new(),
                 writers: VecDeque::new(),
+                members: Membership::default(),
             }),
         }
     }
@@ -209,29 +193,22 @@ impl Control {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `Ok` while open, or the error every operation on the channel now fails with.
     #[inline]
-    pub(crate) fn check(&self) -> Result<(), ChannelError> {
-        match self.state.load(Ordering::Acquire) {
-            OPEN => Ok(()),
-            RETIRED => Err(ChannelError::Retired),
-            _ => Err(ChannelError::Poisoned),
-        }
+    pub(crate) fn state(&self) -> ChannelState {
+        ChannelState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Ends the channel and wakes every waiter. Poison is final and overrides retirement.
-    fn end(&self, to: u8) {
-        let mut guard = self.lock();
+    /// Moves the channel to `to` (never back: poison is final and overrides retirement) and wakes
+    /// every waiter, which then looks at the state again.
+    fn end(&self, mut guard: MutexGuard<'_, Queues>, to: ChannelState) {
+        self.state.fetch_max(to as u8, Ordering::AcqRel);
         let queues = &mut *guard;
-        if self.state.load(Ordering::Acquire) < to {
-            self.state.store(to, Ordering::Release);
-        }
         let mut wakes = Vec::new();
         for entry in queues.readers.drain(..).chain(queues.writers.drain(..)) {
             // SAFETY: the entry was queued and we hold the lock, so its waiter is alive.
             let waiter = unsafe { &*entry.waiter };
             let wake = waiter.wake.clone();
-            if waiter.claim(ENDED) {
+            if waiter.claim(Claim::Ended) {
                 wakes.push(wake);
             }
         }
@@ -242,27 +219,22 @@ impl Control {
     }
 
     pub(crate) fn poison(&self) {
-        self.end(POISONED);
+        self.end(self.lock(), ChannelState::Poisoned);
     }
 
-    fn join(&self, role: Role) {
-        self.count(role).fetch_add(1, Ordering::AcqRel);
+    pub(crate) fn join(&self, role: Role) {
+        self.lock().members.join(role);
     }
 
-    fn leave(&self, role: Role, how: Leave) {
-        if how == Leave::Poison {
-            self.poison();
-        }
-        if self.count(role).fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.end(RETIRED);
+    pub(crate) fn leave(&self, role: Role, how: Leave) {
+        let mut queues = self.lock();
+        if let Some(to) = queues.members.leave(role, how) {
+            self.end(queues, to);
         }
     }
 
-    fn count(&self, role: Role) -> &AtomicUsize {
-        match role {
-            Role::Reader => &self.readers,
-            Role::Writer => &self.writers,
-        }
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 }
 
@@ -271,7 +243,8 @@ static PENDING: AtomicUsize = AtomicUsize::new(0);
 
 /// Retires the ends the current process dropped since its last operation (see
 /// [`flush_dropped_ends`]). When no dropped end is pending anywhere, which is the usual case, it
-/// skips the lookup of the process context. A process's own pending ends were counted by itself
+/// skips the lookup of the process context in may's coroutine-local storage: that lookup is a
+/// noticeable part of a channel hand-off. A process's own pending ends were counted by itself
 /// before this call, so it never skips its own.
 #[inline]
 pub(crate) fn flush() {
@@ -280,35 +253,43 @@ pub(crate) fn flush() {
     }
 }
 
-/// A dropped end on its way out of the channel.
-struct Departure {
-    control: Arc<Control>,
-    role: Role,
-}
-
-impl LeavingEnd for Departure {
-    fn leave(self: Box<Self>, how: Leave) {
-        self.control.leave(self.role, how);
+/// A member's handle was dropped: as core's default (`Carries::dropped`), but each end on its way
+/// out is counted in [`PENDING`], for [`flush`].
+pub(crate) fn dropped<T: Send + 'static>(chan: &Arc<Chan<T>>, role: Role) {
+    match role {
+        Role::Handle => chan.control.leave(role, Leave::Retire),
+        Role::Reader | Role::Writer => {
+            PENDING.fetch_add(1, Ordering::AcqRel);
+            end_dropped::<CoSlot>(Box::new(Departure {
+                chan: Arc::clone(chan),
+                role,
+            }));
+        }
     }
 }
 
-impl Drop for Departure {
+/// A dropped end on its way out of the channel; counted in [`PENDING`] while it exists.
+struct Departure<T> {
+    chan: Arc<Chan<T>>,
+    role: Role,
+}
+
+impl<T: Send> LeavingEnd for Departure<T> {
+    fn leave(self: Box<Self>, how: Leave) {
+        self.chan.control.leave(self.role, how);
+    }
+}
+
+impl<T> Drop for Departure<T> {
     fn drop(&mut self) {
         PENDING.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-fn departed(control: &Arc<Control>, role: Role) {
-    PENDING.fetch_add(1, Ordering::AcqRel);
-    end_dropped::<CoSlot>(Box::new(Departure {
-        control: Arc::clone(control),
-        role,
-    }));
-}
-
-/// A channel's shared state: the untyped control and the typed buffer that its lock protects.
-pub(crate) struct Chan<T> {
-    pub(crate) control: Arc<Control>,
+/// The coroutines engine's channel of `T`: the untyped control and the typed buffer that its lock
+/// protects. Handles share it through an `Arc`.
+pub struct Chan<T> {
+    pub(crate) control: Control,
     capacity: usize,
     buffer: UnsafeCell<VecDeque<T>>,
 }
@@ -318,6 +299,14 @@ pub(crate) struct Chan<T> {
 unsafe impl<T: Send> Sync for Chan<T> {}
 
 impl<T> Chan<T> {
+    pub(crate) fn new(name: Option<&str>, capacity: usize) -> Self {
+        Chan {
+            control: Control::new(name),
+            capacity,
+            buffer: UnsafeCell::new(VecDeque::with_capacity(capacity.min(64))),
+        }
+    }
+
     /// The buffer, given the channel's locked queues as proof that the lock is held.
     ///
     /// # Safety
@@ -373,7 +362,7 @@ impl<T> Chan<T> {
             // The value goes in before the claim: once claimed, the reader may run at once.
             *slot = Some(value);
             let w = waiter.wake.clone();
-            if waiter.claim(entry.index) {
+            if waiter.claim(entry.fired) {
                 *wake = Some(w);
                 return Ok(());
             }
@@ -399,233 +388,25 @@ impl<T> Chan<T> {
         // SAFETY: the caller holds this channel's lock.
         !unsafe { self.buffer(queues) }.is_empty()
     }
-}
 
-/// Takes the value of the first parked writer that can still be claimed.
-///
-/// # Safety
-///
-/// `writers` must be the writer queue of a `Chan<T>` whose lock the caller holds.
-unsafe fn claim_writer<T>(writers: &mut VecDeque<Entry>, wake: &mut Option<Wake>) -> Option<T> {
-    while let Some(entry) = writers.pop_front() {
-        // SAFETY: queued on a `Chan<T>` whose lock we hold: slot and waiter are alive.
-        let (slot, waiter) = unsafe { (&mut *entry.slot.cast::<Option<T>>(), &*entry.waiter) };
-        // The value comes out before the claim: once claimed, the writer may return at once.
-        let value = slot.take();
-        let w = waiter.wake.clone();
-        if waiter.claim(entry.index) {
-            *wake = Some(w);
-            return value;
-        }
-        *slot = value;
-    }
-    None
-}
-
-/// An any-to-any channel: any number of processes read from it and write to it.
-///
-/// Unbuffered ([`Channel::new`]), a write completes only when a reader has taken the value (a
-/// rendezvous, handed over directly between the two coroutines). Buffered
-/// ([`Channel::with_buffer`]), it holds up to `n` values.
-///
-/// ```
-/// use cspnet_coroutines::{Channel, parallel, process};
-///
-/// let ch = Channel::<u32>::new();
-/// let (r, w) = (ch.reader(), ch.writer());
-/// let out = parallel([
-///     process(move || { w.write(42)?; Ok(0) }),
-///     process(move || r.read()),
-/// ]).unwrap();
-/// assert_eq!(out, vec![Ok(0), Ok(42)]);
-/// ```
-///
-/// Payloads move between coroutines on different worker threads, so they must be `Send`:
-///
-/// ```compile_fail
-/// let ch = cspnet_coroutines::Channel::<std::rc::Rc<u32>>::new();
-/// ```
-pub struct Channel<T> {
-    chan: Arc<Chan<T>>,
-}
-
-impl<T: Send + 'static> Channel<T> {
-    /// An unbuffered channel: every write is a rendezvous with a reader.
-    ///
-    /// ```
-    /// let ch = cspnet_coroutines::Channel::<String>::new();
-    /// assert_eq!(ch.name(), None);
-    /// ```
-    pub fn new() -> Self {
-        Self::build(None, 0)
-    }
-
-    /// An unbuffered channel with a name (shown in `Debug` output and traces).
-    ///
-    /// ```
-    /// let ch = cspnet_coroutines::Channel::<u8>::named("requests");
-    /// assert_eq!(ch.name(), Some("requests"));
-    /// ```
-    pub fn named(name: &str) -> Self {
-        Self::build(Some(name.into()), 0)
-    }
-
-    /// A channel that holds up to `n` values before writers wait (`0` is a rendezvous).
-    ///
-    /// ```
-    /// let ch = cspnet_coroutines::Channel::<u32>::with_buffer(2);
-    /// let w = ch.writer();
-    /// w.write(1).unwrap();
-    /// w.write(2).unwrap(); // both fit without a reader
-    /// # let _r = ch.reader();
-    /// ```
-    pub fn with_buffer(n: usize) -> Self {
-        Self::build(None, n)
-    }
-
-    fn build(name: Option<Box<str>>, n: usize) -> Self {
-        Channel {
-            chan: Arc::new(Chan {
-                control: Arc::new(Control::new(name)),
-                capacity: n,
-                buffer: UnsafeCell::new(VecDeque::with_capacity(n.min(64))),
-            }),
-        }
-    }
-}
-
-impl<T: Send + 'static> Default for Channel<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> Channel<T> {
-    /// Joins the channel as a new reader end.
-    ///
-    /// ```
-    /// let ch = cspnet_coroutines::Channel::<u32>::with_buffer(1);
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// w.write(5).unwrap();
-    /// assert_eq!(r.read(), Ok(5));
-    /// ```
-    pub fn reader(&self) -> Reader<T> {
-        self.chan.control.join(Role::Reader);
-        Reader {
-            chan: Arc::clone(&self.chan),
-            left: false,
-        }
-    }
-
-    /// Joins the channel as a new writer end.
-    ///
-    /// ```
-    /// let ch = cspnet_coroutines::Channel::<u32>::with_buffer(1);
-    /// let w = ch.writer();
-    /// # let _r = ch.reader();
-    /// w.write(5).unwrap();
-    /// ```
-    pub fn writer(&self) -> Writer<T> {
-        self.chan.control.join(Role::Writer);
-        Writer {
-            chan: Arc::clone(&self.chan),
-            left: false,
-        }
-    }
-
-    /// Poisons the channel: every pending and later operation on it fails with
-    /// [`ChannelError::Poisoned`].
-    ///
-    /// ```
-    /// use cspnet_coroutines::{Channel, ChannelError};
-    /// let ch = Channel::<u32>::new();
-    /// let r = ch.reader();
-    /// ch.poison();
-    /// assert_eq!(r.read(), Err(ChannelError::Poisoned));
-    /// ```
-    pub fn poison(&self) {
-        self.chan.control.poison();
-    }
-
-    /// The channel's name, if it was made with [`Channel::named`].
-    ///
-    /// ```
-    /// assert_eq!(cspnet_coroutines::Channel::<u8>::named("x").name(), Some("x"));
-    /// ```
-    pub fn name(&self) -> Option<&str> {
-        self.chan.control.name.as_deref()
-    }
-}
-
-impl<T> Clone for Channel<T> {
-    fn clone(&self) -> Self {
-        Channel {
-            chan: Arc::clone(&self.chan),
-        }
-    }
-}
-
-impl<T> fmt::Debug for Channel<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_channel(f, "Channel", &self.chan.control)
-    }
-}
-
-fn fmt_channel(f: &mut fmt::Formatter<'_>, what: &str, c: &Control) -> fmt::Result {
-    f.debug_struct(what)
-        .field("name", &c.name)
-        .field("state", &c.check().err())
-        .field("readers", &c.readers.load(Ordering::Relaxed))
-        .field("writers", &c.writers.load(Ordering::Relaxed))
-        .finish()
-}
-
-/// A reader end of a [`Channel`]. Each clone is one more reader; dropping or [`retire`](Self::retire)
-/// leaves.
-///
-/// ```
-/// use cspnet_coroutines::{Channel, ChannelError};
-/// let ch = Channel::<u32>::with_buffer(2);
-/// let (r, w) = (ch.reader(), ch.writer());
-/// w.write(1).unwrap();
-/// drop(w); // the last writer left: the channel retires once drained
-/// assert_eq!(r.read(), Ok(1));
-/// assert_eq!(r.read(), Err(ChannelError::Retired));
-/// ```
-pub struct Reader<T> {
-    pub(crate) chan: Arc<Chan<T>>,
-    left: bool,
-}
-
-impl<T> Reader<T> {
-    /// Waits for a value. Fails with `Poisoned` once the channel is poisoned, and with `Retired`
-    /// once every writer has left and nothing is buffered. A waiting coroutine is parked; its
-    /// worker thread runs other coroutines meanwhile.
-    ///
-    /// ```
-    /// let ch = cspnet_coroutines::Channel::<&str>::with_buffer(1);
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// w.write("hi").unwrap();
-    /// assert_eq!(r.read(), Ok("hi"));
-    /// ```
-    pub fn read(&self) -> Result<T, ChannelError> {
-        flush();
-        let chan = &*self.chan;
+    /// Waits for a value, parking the coroutine (or blocking the plain thread) until a writer
+    /// hands one over. A retired channel still gives up what it buffered.
+    #[inline]
+    pub(crate) fn read(&self) -> Result<T, ChannelError> {
         loop {
-            let mut queues = chan.control.lock();
-            match chan.control.check() {
-                Ok(()) => {}
-                // A retired channel still gives up what it buffered.
-                Err(ChannelError::Retired) => {
+            let mut queues = self.control.lock();
+            match self.control.state() {
+                ChannelState::Open => {}
+                ChannelState::Retired => {
                     // SAFETY: `queues` is this channel's lock.
-                    let value = unsafe { chan.buffer(&mut queues) }.pop_front();
+                    let value = unsafe { self.buffer(&mut queues) }.pop_front();
                     return value.ok_or(ChannelError::Retired);
                 }
-                Err(e) => return Err(e),
+                ChannelState::Poisoned => return Err(ChannelError::Poisoned),
             }
             let mut wake = None;
             // SAFETY: `queues` is this channel's lock.
-            if let Some(v) = unsafe { chan.try_take(&mut queues, &mut wake) } {
+            if let Some(v) = unsafe { self.try_take(&mut queues, &mut wake) } {
                 drop(queues);
                 if let Some(w) = wake {
                     w.unpark();
@@ -637,124 +418,25 @@ impl<T> Reader<T> {
             let slot_ptr: *mut Option<T> = &mut slot;
             queues.readers.push_back(Entry::new(&waiter, 0, slot_ptr));
             drop(queues);
-            // Claimed with 0, the writer's value is in the slot (its entry was dequeued by the
-            // claimer); with ENDED, the channel ended and dequeued it: look again.
-            if waiter.wait(Deadline::Never) == 0 {
+            // Fired, the writer's value is in the slot (its entry was dequeued by the claimer);
+            // Ended, the channel ended and dequeued it: look again.
+            if waiter.wait(Deadline::Never) == Claim::Fired(0) {
                 // SAFETY: the entry is gone from every queue, so nothing else touches the slot.
                 return Ok(unsafe { (*slot_ptr).take() }.expect("a claimed reader got a value"));
             }
         }
     }
 
-    /// Poisons the channel (the end stays usable, but every operation now fails).
-    ///
-    /// ```
-    /// use cspnet_coroutines::{Channel, ChannelError};
-    /// let ch = Channel::<u32>::new();
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// r.poison();
-    /// assert_eq!(w.write(1), Err(ChannelError::Poisoned));
-    /// ```
-    pub fn poison(&self) {
-        self.chan.control.poison();
-    }
-
-    /// Leaves the channel; when this was the last reader, the channel is retired.
-    ///
-    /// ```
-    /// use cspnet_coroutines::{Channel, ChannelError};
-    /// let ch = Channel::<u32>::new();
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// r.retire();
-    /// assert_eq!(w.write(1), Err(ChannelError::Retired));
-    /// ```
-    pub fn retire(mut self) {
-        self.left = true;
-        self.chan.control.leave(Role::Reader, Leave::Retire);
-    }
-
-    /// Iterates over the values read, ending when the channel retires. A poisoned channel yields
-    /// one `Err(Poisoned)` and then ends, so `?` in the loop passes the poison on.
-    ///
-    /// ```
-    /// let ch = cspnet_coroutines::Channel::<u32>::with_buffer(3);
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// for i in 0..3 { w.write(i).unwrap(); }
-    /// drop(w);
-    /// let got: Result<Vec<u32>, _> = r.iter().collect();
-    /// assert_eq!(got, Ok(vec![0, 1, 2]));
-    /// ```
-    pub fn iter(&self) -> Iter<'_, T> {
-        Iter {
-            reader: self,
-            done: false,
-        }
-    }
-}
-
-impl<T> Clone for Reader<T> {
-    fn clone(&self) -> Self {
-        self.chan.control.join(Role::Reader);
-        Reader {
-            chan: Arc::clone(&self.chan),
-            left: false,
-        }
-    }
-}
-
-impl<T> Drop for Reader<T> {
-    fn drop(&mut self) {
-        if !self.left {
-            departed(&self.chan.control, Role::Reader);
-        }
-    }
-}
-
-impl<T> fmt::Debug for Reader<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_channel(f, "Reader", &self.chan.control)
-    }
-}
-
-/// A writer end of a [`Channel`]. Each clone is one more writer; dropping or
-/// [`retire`](Self::retire) leaves.
-///
-/// ```
-/// let ch = cspnet_coroutines::Channel::<u32>::with_buffer(1);
-/// let (r, w) = (ch.reader(), ch.writer());
-/// w.write(9).unwrap();
-/// assert_eq!(r.read(), Ok(9));
-/// ```
-pub struct Writer<T> {
-    pub(crate) chan: Arc<Chan<T>>,
-    left: bool,
-}
-
-impl<T> Writer<T> {
-    /// Writes a value: waits until a reader has taken it (unbuffered) or the buffer has room.
-    /// Fails with `Poisoned` once the channel is poisoned, and with `Retired` once every reader has
-    /// left; then the value was not delivered.
-    ///
-    /// ```
-    /// use cspnet_coroutines::{Channel, parallel, process};
-    /// let ch = Channel::<u32>::new();
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// let out = parallel([
-    ///     process(move || w.write(3).map(|()| 0)),
-    ///     process(move || r.read()),
-    /// ]).unwrap();
-    /// assert_eq!(out[1], Ok(3));
-    /// ```
-    pub fn write(&self, value: T) -> Result<(), ChannelError> {
-        flush();
-        let chan = &*self.chan;
-        let mut value = value;
+    /// Delivers a value: hands it to a parked reader, buffers it, or parks until a reader takes
+    /// it. On failure the value was not delivered.
+    #[inline]
+    pub(crate) fn write(&self, mut value: T) -> Result<(), ChannelError> {
         loop {
-            let mut queues = chan.control.lock();
-            chan.control.check()?;
+            let mut queues = self.control.lock();
+            self.control.state().check()?;
             let mut wake = None;
             // SAFETY: `queues` is this channel's lock.
-            match unsafe { chan.try_put(&mut queues, value, &mut wake) } {
+            match unsafe { self.try_put(&mut queues, value, &mut wake) } {
                 Ok(()) => {
                     drop(queues);
                     if let Some(w) = wake {
@@ -769,7 +451,7 @@ impl<T> Writer<T> {
             let slot_ptr: *mut Option<T> = &mut slot;
             queues.writers.push_back(Entry::new(&waiter, 0, slot_ptr));
             drop(queues);
-            if waiter.wait(Deadline::Never) == 0 {
+            if waiter.wait(Deadline::Never) == Claim::Fired(0) {
                 return Ok(());
             }
             // Ended: the channel dequeued the entry unclaimed, so the value is still ours.
@@ -777,124 +459,25 @@ impl<T> Writer<T> {
             value = unsafe { (*slot_ptr).take() }.expect("an unclaimed writer keeps its value");
         }
     }
-
-    /// Poisons the channel (the end stays usable, but every operation now fails).
-    ///
-    /// ```
-    /// use cspnet_coroutines::{Channel, ChannelError};
-    /// let ch = Channel::<u32>::new();
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// w.poison();
-    /// assert_eq!(r.read(), Err(ChannelError::Poisoned));
-    /// ```
-    pub fn poison(&self) {
-        self.chan.control.poison();
-    }
-
-    /// Leaves the channel; when this was the last writer, the channel is retired (readers still
-    /// get what was buffered).
-    ///
-    /// ```
-    /// use cspnet_coroutines::{Channel, ChannelError};
-    /// let ch = Channel::<u32>::new();
-    /// let (r, w) = (ch.reader(), ch.writer());
-    /// w.retire();
-    /// assert_eq!(r.read(), Err(ChannelError::Retired));
-    /// ```
-    pub fn retire(mut self) {
-        self.left = true;
-        self.chan.control.leave(Role::Writer, Leave::Retire);
-    }
 }
 
-impl<T> Clone for Writer<T> {
-    fn clone(&self) -> Self {
-        self.chan.control.join(Role::Writer);
-        Writer {
-            chan: Arc::clone(&self.chan),
-            left: false,
-        }
-    }
-}
-
-impl<T> Drop for Writer<T> {
-    fn drop(&mut self) {
-        if !self.left {
-            departed(&self.chan.control, Role::Writer);
-        }
-    }
-}
-
-impl<T> fmt::Debug for Writer<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_channel(f, "Writer", &self.chan.control)
-    }
-}
-
-/// Iterator over the values of a [`Reader`]; see [`Reader::iter`].
+/// Takes the value of the first parked writer that can still be claimed.
 ///
-/// ```
-/// let ch = cspnet_coroutines::Channel::<u32>::with_buffer(1);
-/// let (r, w) = (ch.reader(), ch.writer());
-/// w.write(1).unwrap();
-/// w.retire();
-/// assert_eq!(r.iter().collect::<Vec<_>>(), vec![Ok(1)]);
-/// ```
-#[derive(Debug)]
-pub struct Iter<'a, T> {
-    reader: &'a Reader<T>,
-    done: bool,
-}
-
-impl<T> Iterator for Iter<'_, T> {
-    type Item = Result<T, ChannelError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        cspnet_core::next_in_stream(|| self.reader.read(), &mut self.done)
-    }
-}
-
-/// Owning iterator over the values of a [`Reader`]; see [`Reader::iter`].
+/// # Safety
 ///
-/// ```
-/// let ch = cspnet_coroutines::Channel::<u32>::with_buffer(1);
-/// let (r, w) = (ch.reader(), ch.writer());
-/// w.write(1).unwrap();
-/// w.retire();
-/// let all: Vec<_> = r.into_iter().collect();
-/// assert_eq!(all, vec![Ok(1)]);
-/// ```
-#[derive(Debug)]
-pub struct IntoIter<T> {
-    reader: Reader<T>,
-    done: bool,
-}
-
-impl<T> Iterator for IntoIter<T> {
-    type Item = Result<T, ChannelError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        cspnet_core::next_in_stream(|| self.reader.read(), &mut self.done)
-    }
-}
-
-impl<'a, T> IntoIterator for &'a Reader<T> {
-    type Item = Result<T, ChannelError>;
-    type IntoIter = Iter<'a, T>;
-
-    fn into_iter(self) -> Iter<'a, T> {
-        self.iter()
-    }
-}
-
-impl<T> IntoIterator for Reader<T> {
-    type Item = Result<T, ChannelError>;
-    type IntoIter = IntoIter<T>;
-
-    fn into_iter(self) -> IntoIter<T> {
-        IntoIter {
-            reader: self,
-            done: false,
+/// `writers` must be the writer queue of a `Chan<T>` whose lock the caller holds.
+unsafe fn claim_writer<T>(writers: &mut VecDeque<Entry>, wake: &mut Option<Wake>) -> Option<T> {
+    while let Some(entry) = writers.pop_front() {
+        // SAFETY: queued on a `Chan<T>` whose lock we hold: slot and waiter are alive.
+        let (slot, waiter) = unsafe { (&mut *entry.slot.cast::<Option<T>>(), &*entry.waiter) };
+        // The value comes out before the claim: once claimed, the writer may return at once.
+        let value = slot.take();
+        let w = waiter.wake.clone();
+        if waiter.claim(entry.fired) {
+            *wake = Some(w);
+            return value;
         }
+        *slot = value;
     }
+    None
 }

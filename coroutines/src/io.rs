@@ -94,31 +94,15 @@ struct Done {
     caller: may::coroutine::Coroutine,
 }
 
-/// Runs a blocking call without blocking the coroutine worker threads.
+/// The engine's `Backend::io`: runs a blocking call without blocking the coroutine worker threads.
 ///
 /// Called from a process (a coroutine), `f` runs on a helper thread while the calling coroutine
 /// is parked, so the other coroutines keep running; the result (or `f`'s panic) comes back to the
 /// caller. Called from a plain thread (such as `main`), it just calls `f`.
 ///
-/// Helper threads are reused, not started per call: the pool grows by one thread when a call
-/// arrives and no helper is idle, up to [`Settings::io_threads`](crate::Settings::io_threads)
-/// (default 256, `CSPNET_IO_THREADS`), beyond which calls queue; a helper idle for 5 seconds
-/// exits.
-///
 /// `f` runs as if the coroutine had moved to the helper thread for the call: the rules for
 /// coroutines apply to it too (no reliance on the calling thread's thread-locals or locks).
-///
-/// ```
-/// use cspnet_coroutines::{io, parallel, process};
-/// let out = parallel([process(|| {
-///     let n = io(|| std::fs::read_dir(".").map(|d| d.count()).unwrap_or(0));
-///     Ok(n)
-/// })])
-/// .unwrap();
-/// assert!(out[0].as_ref().unwrap() > &0);
-/// ```
-pub fn io<R>(f: impl FnOnce() -> R) -> R {
-    crate::channel::flush();
+pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
     if !may::coroutine::is_coroutine() {
         return f();
     }
@@ -159,12 +143,12 @@ pub fn io<R>(f: impl FnOnce() -> R) -> R {
 
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
-// SAFETY: the pointer is only used by the helper while the caller waits (see `io`).
+// SAFETY: the pointer is only used by the helper while the caller waits (see `run`).
 unsafe impl<T> Send for SendPtr<T> {}
 
-/// Makes `io`'s job `Send`: see the SAFETY note in [`io`].
+/// Makes `io`'s job `Send`: see the SAFETY note in [`run`].
 struct AssertSend<F>(F);
-// SAFETY: see `io`: the closure moves to a helper thread exactly as the coroutine that owns it
+// SAFETY: see `run`: the closure moves to a helper thread exactly as the coroutine that owns it
 // may move between worker threads at any yield, under the same documented rules.
 unsafe impl<F> Send for AssertSend<F> {}
 

@@ -2,7 +2,8 @@
 //! million processes, and a channel hand-off costs about as much as a coroutine switch.
 //!
 //! The API is the threads backend's, name for name (use it through the facade,
-//! `use cspnet::coroutines as csp;`, so switching backend is a one-line change):
+//! `use cspnet::coroutines as csp;`, so switching backend is a one-line change): the types are
+//! `cspnet_core`'s, written once for every backend, over this crate's engine [`Coroutines`].
 //!
 //! ```
 //! use cspnet_coroutines::{Channel, parallel, process};
@@ -17,6 +18,20 @@
 //! ])
 //! .unwrap();
 //! assert_eq!(out[2], Ok(1 + 4 + 9 + 16));
+//! ```
+//!
+//! Payloads move between coroutines on different worker threads, so they must be `Send`; a channel
+//! of `Rc` does not compile, since this backend does not carry it:
+//!
+//! ```compile_fail,E0277
+//! let ch = cspnet_coroutines::Channel::<std::rc::Rc<u32>>::new(); // Rc is not Send
+//! ```
+//!
+//! Nor does a process body that captures something tied to one thread:
+//!
+//! ```compile_fail,E0277
+//! let shared = std::rc::Rc::new(5);
+//! let p = cspnet_coroutines::process(move || Ok(*shared)); // the closure is not Send
 //! ```
 //!
 //! Channel operations, alternations and `parallel`/`spawn`/`join` also work from a plain OS
@@ -36,16 +51,24 @@
 //! # How it works
 //!
 //! - **Processes** are may coroutines, run by a fixed set of worker threads; `parallel` and `join`
-//!   park the calling coroutine (or block the calling thread) until the processes have ended.
+//!   park the calling coroutine (or block the calling thread) until the processes have ended
+//!   (`process.rs`).
 //! - **Channels** hand values over directly: a party that has to wait parks its coroutine (never
 //!   its worker thread) with a small record on its own stack; the counterpart that arrives moves
 //!   the value into or out of that record and makes the coroutine runnable again, as Go's runtime
 //!   does. No zero-capacity channel of may is involved (it has none); see `channel.rs`.
-//! - **Alternation** registers one waiter record on every guard's channel; whoever completes it
-//!   first wins it with a single compare-and-swap, so exactly one guard commits. It does not use
-//!   may's `select!`/`cqueue`, which can lose a value one branch already received (may #102).
+//! - **Alternation** registers one waiter record on every guard's channel, in the order core's
+//!   policy chose; whoever completes it first wins it with a single compare-and-swap, so exactly
+//!   one guard commits (`alternation.rs`). It does not use may's `select!`/`cqueue`, which can lose
+//!   a value one branch already received (may #102).
 //! - **Poison and retirement** claim every waiter of the channel at once and unpark it: no polling,
 //!   no timeouts.
+//! - **`io`** runs a blocking call on a bounded pool of helper threads while the calling coroutine
+//!   is parked (`io.rs`); a Timeout-only alternation parks the coroutine rather than its worker.
+//!
+//! The public types themselves (`Channel`, `Reader`, `Alternation`, `Process`, ...) are written
+//! once in `cspnet_core`; this crate is the engine beneath them ([`Coroutines`], which implements
+//! `cspnet_core::Backend` and `Carries<T>` for every `T: Send + 'static`).
 //!
 //! # Rules for code running in a process (how the safe API upholds may's `unsafe` spawn)
 //!
@@ -127,34 +150,139 @@ mod io;
 mod process;
 mod timer;
 
-pub use alternation::Alternation;
-pub use channel::{Channel, IntoIter, Iter, Reader, Writer};
 pub use config::{
     Config, ConfigError, DEFAULT_IO_THREADS, DEFAULT_STACK_SIZE, Settings, configure, settings,
 };
-pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
-pub use io::io;
-pub use process::{Process, Spawned, current_process_id, parallel, process, sequence, spawn};
 
-use cspnet_core::{ContextSlot, ProcessContext};
-use std::cell::RefCell;
+use cspnet_core::{Cause, Deadline, Leave, ProcessContext, Role};
+use std::sync::Arc;
+use std::time::Duration;
 
-may::coroutine_local!(static CONTEXT: RefCell<Option<ProcessContext>> = RefCell::new(None));
+/// The coroutines engine: channels that hand values over directly between parked coroutines, an
+/// alternation that registers one waiter on all its channels, one may coroutine per process.
+///
+/// ```
+/// use cspnet_coroutines::{Channel, Coroutines};
+/// let ch: cspnet_core::Channel<Coroutines, u8> = Channel::<u8>::new();
+/// # drop(ch);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coroutines;
 
-/// Keeps the running process's context in may's coroutine-local storage: a coroutine can move
-/// between worker threads, so a thread-local would be wrong. On a plain thread, may falls back to a
-/// thread-local itself.
-pub(crate) struct CoSlot;
+cspnet_core::backend_surface!(Coroutines, cspnet_coroutines);
 
-impl ContextSlot for CoSlot {
-    fn with<R>(f: impl FnOnce(&mut ProcessContext) -> R) -> R {
-        CONTEXT.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            f(slot.get_or_insert_with(ProcessContext::outside))
-        })
+impl Backend for Coroutines {
+    const NAME: &'static str = "coroutines";
+    type Slot = CoSlot;
+    type Guard<'a> = alternation::Guard<'a>;
+
+    fn select(
+        guards: &mut [Self::Guard<'_>],
+        order: &[usize],
+        deadline: Deadline,
+    ) -> Result<Option<usize>, ChannelError> {
+        alternation::select(guards, order, deadline)
     }
 
-    fn swap(ctx: Option<ProcessContext>) -> Option<ProcessContext> {
-        CONTEXT.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), ctx))
+    /// Parks a coroutine (its worker runs other coroutines meanwhile); sleeps a plain thread.
+    fn sleep(duration: Duration) {
+        may::coroutine::sleep(duration);
+    }
+
+    /// Runs `f` on a helper thread while the coroutine is parked (see `io.rs`).
+    fn io<R>(f: impl FnOnce() -> R) -> R {
+        io::run(f)
+    }
+
+    /// Skips the lookup of the coroutine-local context while no dropped end is pending anywhere.
+    #[inline]
+    fn flush() {
+        channel::flush();
+    }
+}
+
+impl<T: Send + 'static> Carries<T> for Coroutines {
+    type Chan = Arc<channel::Chan<T>>;
+    type Start = process::Body<T>;
+    type Running = process::Running<T>;
+
+    fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
+        Arc::new(channel::Chan::new(name, capacity))
+    }
+    fn join(chan: &Self::Chan, role: Role) {
+        chan.control.join(role);
+    }
+    fn leave(chan: &Self::Chan, role: Role, how: Leave) {
+        chan.control.leave(role, how);
+    }
+    /// As core's default, but counts the ends on their way out, for [`Backend::flush`].
+    fn dropped(chan: &Self::Chan, role: Role) {
+        channel::dropped(chan, role);
+    }
+    fn poison(chan: &Self::Chan) {
+        chan.control.poison();
+    }
+    fn name(chan: &Self::Chan) -> Option<&str> {
+        chan.control.name()
+    }
+    fn state(chan: &Self::Chan) -> Result<(), ChannelError> {
+        chan.control.state().check()
+    }
+    #[inline]
+    fn read(chan: &Self::Chan) -> Result<T, ChannelError> {
+        chan.read()
+    }
+    #[inline]
+    fn write(chan: &Self::Chan, value: T) -> Result<(), ChannelError> {
+        chan.write(value)
+    }
+    fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
+        alternation::input(chan, slot)
+    }
+    fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
+        alternation::output(chan, slot)
+    }
+    fn closure<F>(body: F) -> Self::Start
+    where
+        F: FnOnce() -> Outcome<T> + Send + 'static,
+    {
+        Box::new(body)
+    }
+    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
+        process::start(ctx, start)
+    }
+    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
+        process::join_all(running)
+    }
+    fn discard(starts: Vec<Self::Start>) {
+        cspnet_core::discard_unstarted::<CoSlot, _>(starts);
+    }
+}
+
+pub(crate) use slot::CoSlot;
+
+mod slot {
+    use cspnet_core::{ContextSlot, ProcessContext};
+    use std::cell::RefCell;
+
+    may::coroutine_local!(static CONTEXT: RefCell<Option<ProcessContext>> = RefCell::new(None));
+
+    /// Keeps the running process's context in may's coroutine-local storage: a coroutine can move
+    /// between worker threads, so a thread-local would be wrong. On a plain thread, may falls back
+    /// to a thread-local itself.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct CoSlot;
+
+    impl ContextSlot for CoSlot {
+        fn with<R>(f: impl FnOnce(&mut ProcessContext) -> R) -> R {
+            CONTEXT.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                f(slot.get_or_insert_with(ProcessContext::outside))
+            })
+        }
+
+        fn swap(ctx: Option<ProcessContext>) -> Option<ProcessContext> {
+            CONTEXT.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), ctx))
+        }
     }
 }
