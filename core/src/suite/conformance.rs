@@ -1052,62 +1052,42 @@ mod choice {
         assert_each_guard_won_a_fair_share(&picks);
     }
 
-    #[test]
-    fn select_is_arbitrary_between_waiting_guards_on_one_channel_that_a_writer_completes() {
-        // The reader waits with two input guards on one channel; each value arrives only then, and
-        // makes both guards ready at once, so which one takes it is the select's choice.
-        const ROUNDS: u32 = 400;
+    /// Which of two input guards on one channel took each of `rounds` values, when the reader
+    /// always waits first: each value arrives only then, and makes both guards ready at once, so
+    /// which one takes it is `choose`'s decision.
+    fn picks_of_waiting_guards_on_one_channel(
+        rounds: u32,
+        choose: fn(csp::Alternation<'_, u32>) -> Result<u32, ChannelError>,
+    ) -> Vec<u32> {
         let c = csp::Channel::<u32>::new();
         let (r, w) = (c.reader(), c.writer());
         let out = csp::parallel([
             csp::process(move || {
-                for i in 0..ROUNDS {
+                for i in 0..rounds {
                     write_to_a_waiting_reader(&w, i)?;
                 }
                 Ok(Vec::new())
             }),
             csp::process(move || {
-                (0..ROUNDS)
-                    .map(|_| {
-                        csp::Alternation::new()
-                            .input(&r, |_| 0)
-                            .input(&r, |_| 1)
-                            .select()
-                    })
+                (0..rounds)
+                    .map(|_| choose(csp::Alternation::new().input(&r, |_| 0).input(&r, |_| 1)))
                     .collect()
             }),
         ])
         .unwrap();
-        assert_each_guard_won_a_fair_share(out[1].as_ref().unwrap());
+        out[1].clone().unwrap()
+    }
+
+    #[test]
+    fn select_is_arbitrary_between_waiting_guards_on_one_channel_that_a_writer_completes() {
+        let picks = picks_of_waiting_guards_on_one_channel(400, |alt| alt.select());
+        assert_each_guard_won_a_fair_share(&picks);
     }
 
     #[test]
     fn fair_select_alternates_between_waiting_guards_on_one_channel_that_a_writer_completes() {
-        // As above, but with fair_select: each value makes both guards ready at once, so the
-        // rotation must hand it to the guard that was not chosen last time.
-        const ROUNDS: u32 = 40;
-        let c = csp::Channel::<u32>::new();
-        let (r, w) = (c.reader(), c.writer());
-        let out = csp::parallel([
-            csp::process(move || {
-                for i in 0..ROUNDS {
-                    write_to_a_waiting_reader(&w, i)?;
-                }
-                Ok(Vec::new())
-            }),
-            csp::process(move || {
-                (0..ROUNDS)
-                    .map(|_| {
-                        csp::Alternation::new()
-                            .input(&r, |_| 0)
-                            .input(&r, |_| 1)
-                            .fair_select()
-                    })
-                    .collect()
-            }),
-        ])
-        .unwrap();
-        let picks = out[1].as_ref().unwrap();
+        // The rotation must hand each value to the guard that was not chosen last time.
+        let picks = picks_of_waiting_guards_on_one_channel(40, |alt| alt.fair_select());
         assert!(
             picks.windows(2).all(|w| w[0] != w[1]),
             "fair_select did not alternate between two guards on one channel: {picks:?}"
