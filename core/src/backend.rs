@@ -427,6 +427,7 @@ impl ChannelState {
     /// use cspnet_core::ChannelState;
     /// assert_eq!(ChannelState::Retired.after(ChannelState::Poisoned), ChannelState::Poisoned);
     /// ```
+    #[inline]
     pub fn after(self, to: ChannelState) -> ChannelState {
         self.max(to)
     }
@@ -437,6 +438,7 @@ impl ChannelState {
     /// use cspnet_core::{ChannelError, ChannelState};
     /// assert_eq!(ChannelState::Retired.check(), Err(ChannelError::Retired));
     /// ```
+    #[inline]
     pub fn check(self) -> Result<(), ChannelError> {
         match self {
             ChannelState::Open => Ok(()),
@@ -452,6 +454,7 @@ impl ChannelState {
     /// use cspnet_core::ChannelState;
     /// assert_eq!(ChannelState::from_u8(ChannelState::Retired as u8), ChannelState::Retired);
     /// ```
+    #[inline]
     pub fn from_u8(n: u8) -> ChannelState {
         match n {
             0 => ChannelState::Open,

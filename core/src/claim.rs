@@ -91,6 +91,7 @@ impl Claim {
     /// assert_eq!(cspnet_core::Claim::fired(5), cspnet_core::Claim::Fired(5));
     /// ```
     #[track_caller]
+    #[inline]
     pub fn fired(index: usize) -> Claim {
         match u32::try_from(index) {
             Ok(i) if i < Claim::MAX_GUARDS => Claim::Fired(i),
@@ -111,6 +112,7 @@ impl Claim {
     /// assert_eq!(Claim::Ended.to_u32(), u32::MAX - 1);
     /// ```
     #[track_caller]
+    #[inline]
     pub const fn to_u32(self) -> u32 {
         match self {
             Claim::Waiting => WAITING,
@@ -134,6 +136,7 @@ impl Claim {
     /// assert_eq!(Claim::from_u32(u32::MAX), Claim::Waiting);
     /// assert_eq!(Claim::from_u32(4), Claim::Fired(4));
     /// ```
+    #[inline]
     pub const fn from_u32(word: u32) -> Claim {
         match word {
             WAITING => Claim::Waiting,
@@ -150,6 +153,7 @@ impl Claim {
     /// assert!(Claim::Waiting.is_waiting());
     /// assert!(!Claim::Ended.is_waiting());
     /// ```
+    #[inline]
     pub const fn is_waiting(self) -> bool {
         matches!(self, Claim::Waiting)
     }
@@ -182,6 +186,7 @@ impl ClaimWord {
     /// let word = cspnet_core::ClaimWord::new();
     /// assert!(word.load(Ordering::Relaxed).is_waiting());
     /// ```
+    #[inline]
     pub fn new() -> ClaimWord {
         ClaimWord(AtomicU32::new(WAITING))
     }
@@ -201,6 +206,7 @@ impl ClaimWord {
     /// word.reset();
     /// assert_eq!(word.load(Ordering::Relaxed), Claim::Waiting);
     /// ```
+    #[inline]
     pub fn reset(&self) {
         self.0.store(WAITING, Ordering::Relaxed);
     }
@@ -213,6 +219,7 @@ impl ClaimWord {
     /// let word = cspnet_core::ClaimWord::new();
     /// assert_eq!(word.load(Ordering::Acquire), cspnet_core::Claim::Waiting);
     /// ```
+    #[inline]
     pub fn load(&self, order: Ordering) -> Claim {
         Claim::from_u32(self.0.load(order))
     }
@@ -238,6 +245,7 @@ impl ClaimWord {
     /// assert!(!word.claim(Claim::Fired(0)));
     /// ```
     #[track_caller]
+    #[inline]
     pub fn claim(&self, outcome: Claim) -> bool {
         assert!(
             !outcome.is_waiting(),
@@ -265,6 +273,7 @@ impl ClaimWord {
     /// let word = ClaimWord::new();
     /// assert_eq!(word.as_atomic().load(Ordering::Relaxed), Claim::Waiting.to_u32());
     /// ```
+    #[inline]
     pub fn as_atomic(&self) -> &AtomicU32 {
         &self.0
     }

@@ -48,6 +48,7 @@ impl Deadline {
     /// assert_eq!(a.earliest(b), a);
     /// assert_eq!(Deadline::Never.earliest(b), b);
     /// ```
+    #[inline]
     pub fn earliest(self, other: Deadline) -> Deadline {
         match (self, other) {
             (Deadline::Now, _) | (_, Deadline::Now) => Deadline::Now,
@@ -64,6 +65,7 @@ impl Deadline {
     /// assert_eq!(Deadline::Now.remaining(), Some(Duration::ZERO));
     /// assert_eq!(Deadline::Never.remaining(), None);
     /// ```
+    #[inline]
     pub fn remaining(&self) -> Option<Duration> {
         match self {
             Deadline::Now => Some(Duration::ZERO),
@@ -79,6 +81,7 @@ impl Deadline {
     /// assert!(Deadline::Now.has_passed());
     /// assert!(!Deadline::Never.has_passed());
     /// ```
+    #[inline]
     pub fn has_passed(&self) -> bool {
         match self {
             Deadline::Now => true,
