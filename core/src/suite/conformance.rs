@@ -1360,3 +1360,109 @@ mod panics {
         assert!(err.to_string().contains("doomed"), "{err}");
     }
 }
+
+/// Mobile channel ends: a `Reader` or `Writer` is itself a value that can be written to a channel
+/// and used by the process that reads it (between OS processes too), and it keeps its membership
+/// on the way: the channel retires when the moved end's new holder lets it go, and poison reaches
+/// it as any other end.
+mod mobile {
+    use super::csp;
+    use cspnet_core::ChannelError;
+
+    #[test]
+    fn a_server_answers_each_client_on_the_reply_channel_it_sent() {
+        // Each client makes a private reply channel and sends its writer with the request; the
+        // server answers on whatever writer came with each request, then lets it go.
+        const CLIENTS: u32 = 4;
+        const REQUESTS: u32 = 25;
+        let requests = csp::Channel::<(u32, csp::Writer<u32>)>::new();
+        let mut procs = vec![csp::process({
+            let r = requests.reader();
+            move || {
+                let mut served = 0;
+                for request in r {
+                    let (n, reply) = request?;
+                    reply.write(n * 2)?;
+                    served += 1;
+                }
+                Ok(served)
+            }
+        })];
+        for c in 0..CLIENTS {
+            let w = requests.writer();
+            procs.push(csp::process(move || {
+                let mut sum = 0;
+                for i in 0..REQUESTS {
+                    let reply = csp::Channel::<u32>::new();
+                    let n = c * 1000 + i;
+                    w.write((n, reply.writer()))?;
+                    let answer = reply.reader().read()?;
+                    assert_eq!(answer, n * 2, "client {c} got another client's answer");
+                    sum += answer;
+                }
+                Ok(sum)
+            }));
+        }
+        drop(requests);
+        let out = csp::parallel(procs).unwrap();
+        assert_eq!(out[0], Ok(CLIENTS * REQUESTS));
+        for c in 0..CLIENTS {
+            let expected: u32 = (0..REQUESTS).map(|i| (c * 1000 + i) * 2).sum();
+            assert_eq!(out[1 + c as usize], Ok(expected));
+        }
+    }
+
+    #[test]
+    fn a_moved_writer_retires_its_channel_when_its_new_holder_ends() {
+        // The only writer of `data` travels to another process; once that process ends, the
+        // channel retires, so the reader sees what was written and then the end of the stream.
+        let ends = csp::Channel::<csp::Writer<u32>>::new();
+        let data = csp::Channel::<u32>::with_buffer(3);
+        let (er, ew, dr) = (ends.reader(), ends.writer(), data.reader());
+        let dw = data.writer();
+        drop((ends, data));
+        let out = csp::parallel([
+            csp::process(move || {
+                ew.write(dw)?; // the only writer end leaves this process
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                let w = er.read()?;
+                for v in [7, 8, 9] {
+                    w.write(v)?;
+                }
+                Ok(Vec::new())
+            }),
+            csp::process(move || dr.iter().collect()),
+        ])
+        .unwrap();
+        assert_eq!(out[2], Ok(vec![7, 8, 9]));
+    }
+
+    #[test]
+    fn poison_reaches_a_moved_end() {
+        // A reader end moved to another process is woken by poison from the channel's other side.
+        let ends = csp::Channel::<csp::Reader<u32>>::new();
+        let data = csp::Channel::<u32>::new();
+        let (er, ew, dw) = (ends.reader(), ends.writer(), data.writer());
+        let dr = data.reader();
+        let ready = csp::Channel::<()>::new();
+        let (rr, rw) = (ready.reader(), ready.writer());
+        drop((ends, data, ready));
+        let out = csp::parallel([
+            csp::process(move || {
+                ew.write(dr)?;
+                rr.read()?; // the reader end has arrived
+                dw.poison();
+                Ok(0)
+            }),
+            csp::process(move || {
+                let r = er.read()?;
+                rw.write(())?;
+                r.read()
+            }),
+        ])
+        .unwrap();
+        assert_eq!(out[1], Err(ChannelError::Poisoned));
+    }
+}
