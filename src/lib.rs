@@ -124,10 +124,34 @@
 //! assert_eq!(err.to_string(), "process 'wizard' panicked: out of cheese");
 //! ```
 //!
+//! # Code written once for every backend
+//!
+//! The API is one implementation over a backend trait, so a farm, a job graph or a library of your
+//! own can be written once with [`generic`] and run on every backend: each type takes the engine as
+//! its first parameter, and a [`Carries<T>`](generic::Carries) bound names each payload it sends.
+//!
+//! ```
+//! use cspnet::generic::{self as csp, Carries};
+//!
+//! fn ping<B: Carries<u32>>() -> u32 {
+//!     let ch = csp::Channel::<B, u32>::new();
+//!     let (w, r) = (ch.writer(), ch.reader());
+//!     let out = csp::parallel::<B, _, _>([
+//!         csp::process(move || { w.write(7)?; Ok(0) }),
+//!         csp::process(move || r.read()),
+//!     ])
+//!     .unwrap();
+//!     out[1].unwrap()
+//! }
+//! assert_eq!(ping::<cspnet::threads::Engine>(), 7);
+//! assert_eq!(ping::<cspnet::coroutines::Engine>(), 7);
+//! ```
+//!
 //! # Choosing the backend at run time
 //!
 //! [`with_backend!`] compiles a block once per backend and runs the one named at run time; every
-//! example program uses it for its `--backend` flag.
+//! example program uses it for its `--backend` flag. Inside the block, `csp::Engine` names the
+//! chosen engine, for generic code.
 //!
 //! | backend | a process is | payloads need | good for |
 //! | --- | --- | --- | --- |
