@@ -579,8 +579,9 @@ const SPIN_MIN: Duration = Duration::from_nanos(500);
 thread_local! {
     /// How long this thread's next wait spins: doubled (up to [`SPIN_MAX`]) after a wait that
     /// was over within `SPIN_MAX`, so spinning would have paid, halved after a longer one. A
-    /// ring of many processes on few cores, where every wait is long, soon stops spinning.
-    static SPIN: Cell<Duration> = const { Cell::new(SPIN_MAX) };
+    /// ring of many processes on few cores, where every wait is long, soon stops spinning. It
+    /// starts small, so such a ring pays almost nothing before it learns.
+    static SPIN: Cell<Duration> = const { Cell::new(SPIN_MIN) };
 }
 
 /// Whether spinning can pay at all: not on one CPU, where the claimer cannot run meanwhile.
