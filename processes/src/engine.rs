@@ -3,14 +3,14 @@
 //!
 //! Under the segment lock, an operation first tries every guard in the policy's order: an input
 //! takes a buffered value or commits a waiting writer; an output commits a waiting reader or fills
-//! the buffer. If nothing is ready (and no Skip/Timeout is due), it registers one entry per guard on
-//! the guard channels' queues, in the same order, all pointing at one waiter record whose claim
-//! word (core's [`ClaimWord`]) is its futex, unlocks, and sleeps. Whoever matches an entry claims
-//! the waiter with `Claim::Fired(guard)` (one compare-and-swap, so exactly one guard commits),
-//! hands over the payload, and wakes exactly that waiter. Poison or retirement claims waiters with
-//! `Claim::Ended` instead, and they look again; a waiter whose deadline passes claims itself with
-//! `Claim::TimedOut`. A value handed to a committed input is returned, full stop: nothing checks
-//! the channel after the commit.
+//! the buffer. If nothing is ready (and no Skip/Timeout is due), it registers one entry per guard
+//! on the guard channels' queues, in the same order, all pointing at one waiter record whose claim
+//! word (core's [`ClaimWord`]) is its futex, unlocks, spins briefly, and sleeps. Whoever matches an
+//! entry claims the waiter with `Claim::Fired(guard)` (one compare-and-swap, so exactly one guard
+//! commits), hands over the payload, and wakes exactly that waiter if it went to sleep. Poison or
+//! retirement claims waiters with `Claim::Ended` instead, and they look again; a waiter whose
+//! deadline passes claims itself with `Claim::TimedOut`. A value handed to a committed input is
+//! returned, full stop: nothing checks the channel after the commit.
 //!
 //! The rules that are not the engine's come from core: a channel's state only moves forward
 //! ([`ChannelState::after`]), an end leaving retires or poisons it as [`Membership::leave`] says,
