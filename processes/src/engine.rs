@@ -582,6 +582,28 @@ thread_local! {
     /// ring of many processes on few cores, where every wait is long, soon stops spinning. It
     /// starts small, so such a ring pays almost nothing before it learns.
     static SPIN: Cell<Duration> = const { Cell::new(SPIN_MIN) };
+    /// Waits since the budget last dropped to nothing, to time one in [`PROBE_EVERY`].
+    static UNTIMED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// With no budget, one wait in this many is still timed, so that the budget can grow back.
+const PROBE_EVERY: u32 = 16;
+
+/// When this wait starts, if it is to be timed: always while there is a spin budget, else one in
+/// [`PROBE_EVERY`] (reading the clock twice per wait is measurable in a long ring that never
+/// spins).
+fn timed_wait() -> Option<Instant> {
+    if SPIN.with(Cell::get).is_zero() {
+        let n = UNTIMED.with(|u| {
+            let n = u.get().wrapping_add(1);
+            u.set(n);
+            n
+        });
+        if n % PROBE_EVERY != 0 {
+            return None;
+        }
+    }
+    Some(Instant::now())
 }
 
 /// Whether spinning can pay at all: not on one CPU, where the claimer cannot run meanwhile.
@@ -875,8 +897,8 @@ impl<'s, 'v> Operation<'s, 'v> {
         let rec = seg.rec::<WaiterRec>(reg.waiter);
         let word: &ClaimWord = &rec.state;
         let mut timed_out = false;
-        let start = Instant::now();
-        if !spin_until_claimed(word, start) {
+        let start = timed_wait();
+        if !start.is_some_and(|start| spin_until_claimed(word, start)) {
             // Announce the sleep, then look at the word once more (Dekker's handshake with
             // `Locked::wake_waiter_later`): a claimer that missed the announcement made its claim
             // visible to the loads below, and the futex sleeps only while the word still reads
@@ -890,7 +912,9 @@ impl<'s, 'v> Operation<'s, 'v> {
                 }
             }
         }
-        adapt_spin(start.elapsed());
+        if let Some(start) = start {
+            adapt_spin(start.elapsed());
+        }
         if !timed_out
             && let Claim::Fired(i) = word.load(Ordering::Acquire)
             && let Some(fired) = self.finish_unlocked(i as usize, rec.got.get())
