@@ -533,3 +533,148 @@ mod loom_tests {
         });
     }
 }
+
+/// The processes backend's sleep and wake handshake, model-checked by loom: a waiter spins on its
+/// claim word, then announces `sleeping`, fences, and futex-waits while the word reads `Waiting`;
+/// a claimer claims under the channel lock, fences, and calls `futex_wake` only if it reads
+/// `sleeping`. The futex is modelled as the kernel runs it: its value check and its wake both
+/// under one hash-bucket lock (a loom `Mutex` and `Condvar`). A lost wake leaves the waiter
+/// asleep for ever, which loom reports as a deadlock. Run with the command above.
+///
+/// The `broken_*` tests drop one part of the handshake each and check that loom does find the
+/// lost wake, so that the passing model is known to be able to fail.
+#[cfg(all(test, loom))]
+mod loom_wake_tests {
+    use super::{Claim, ClaimWord};
+    use loom::sync::atomic::{AtomicU32, Ordering, fence};
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+
+    /// Which handshake the model runs: the real one, or one with a deliberate flaw.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Variant {
+        /// `Locked::wake_waiter_later` and `Operation::sleep` as written.
+        Sound,
+        /// No SeqCst fences (the accesses stay SeqCst; the claim is `AcqRel`).
+        NoFences,
+        /// The claimer reads `sleeping` before it claims.
+        FlagBeforeClaim,
+    }
+
+    /// A waiter record (claim word and `sleeping` flag), the channel lock claimers take, and the
+    /// futex's bucket.
+    struct Rec {
+        word: ClaimWord,
+        sleeping: AtomicU32,
+        chan: Mutex<()>,
+        bucket: Mutex<()>,
+        sleepers: Condvar,
+    }
+
+    impl Rec {
+        /// `FUTEX_WAIT`: sleeps if the word still holds `expected`, checked under the bucket lock.
+        fn futex_wait(&self, expected: u32) {
+            let guard = self.bucket.lock().unwrap();
+            if self.word.as_atomic().load(Ordering::SeqCst) == expected {
+                drop(self.sleepers.wait(guard).unwrap());
+            }
+        }
+
+        /// `FUTEX_WAKE`: wakes every sleeper, under the bucket lock.
+        fn futex_wake(&self) {
+            let _guard = self.bucket.lock().unwrap();
+            self.sleepers.notify_all();
+        }
+
+        /// `Operation::sleep`: one look while spinning (loom cannot bound a timed spin), then
+        /// announce, fence, and sleep while unclaimed. Returns the claim it saw.
+        fn wait(&self, v: Variant) -> Claim {
+            let seen = self.word.load(Ordering::Acquire);
+            if !seen.is_waiting() {
+                return seen;
+            }
+            self.sleeping.store(1, Ordering::SeqCst);
+            if v != Variant::NoFences {
+                fence(Ordering::SeqCst);
+            }
+            loop {
+                let now = self.word.load(Ordering::SeqCst);
+                if !now.is_waiting() {
+                    return now;
+                }
+                self.futex_wait(Claim::Waiting.to_u32());
+            }
+        }
+
+        /// A commit or an alert: claim under the channel lock, decide there whether to wake
+        /// (`Locked::wake_waiter_later`), wake after unlocking. `true` if this claim won.
+        fn claim(&self, outcome: Claim, v: Variant) -> bool {
+            let chan = self.chan.lock().unwrap();
+            let early = v == Variant::FlagBeforeClaim && self.sleeping.load(Ordering::SeqCst) != 0;
+            let won = self.word.claim(outcome);
+            let wake = won
+                && match v {
+                    Variant::Sound => {
+                        fence(Ordering::SeqCst);
+                        self.sleeping.load(Ordering::SeqCst) != 0
+                    }
+                    Variant::NoFences => self.sleeping.load(Ordering::SeqCst) != 0,
+                    Variant::FlagBeforeClaim => early,
+                };
+            drop(chan);
+            if wake {
+                self.futex_wake();
+            }
+            won
+        }
+    }
+
+    fn check(v: Variant) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(move || {
+            let rec = Arc::new(Rec {
+                word: ClaimWord::new(),
+                sleeping: AtomicU32::new(0),
+                chan: Mutex::new(()),
+                bucket: Mutex::new(()),
+                sleepers: Condvar::new(),
+            });
+            let claimers: Vec<_> = [Claim::Fired(0), Claim::Ended]
+                .into_iter()
+                .map(|outcome| {
+                    let rec = Arc::clone(&rec);
+                    thread::spawn(move || rec.claim(outcome, v))
+                })
+                .collect();
+            let seen = rec.wait(v);
+            let won: Vec<bool> = claimers.into_iter().map(|c| c.join().unwrap()).collect();
+            assert_eq!(won.iter().filter(|&&w| w).count(), 1, "one claim wins");
+            let expected = if won[0] {
+                Claim::Fired(0)
+            } else {
+                Claim::Ended
+            };
+            assert_eq!(seen, expected, "the waiter saw the winning claim");
+        });
+    }
+
+    #[test]
+    fn no_wake_is_lost_when_the_claimer_skips_futex_wake_for_a_spinning_waiter() {
+        check(Variant::Sound);
+    }
+
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn broken_without_the_fences_a_wake_is_lost() {
+        check(Variant::NoFences);
+    }
+
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn broken_reading_the_flag_before_claiming_loses_a_wake() {
+        check(Variant::FlagBeforeClaim);
+    }
+}

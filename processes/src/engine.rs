@@ -3,14 +3,14 @@
 //!
 //! Under the segment lock, an operation first tries every guard in the policy's order: an input
 //! takes a buffered value or commits a waiting writer; an output commits a waiting reader or fills
-//! the buffer. If nothing is ready (and no Skip/Timeout is due), it registers one entry per guard on
-//! the guard channels' queues, in the same order, all pointing at one waiter record whose claim
-//! word (core's [`ClaimWord`]) is its futex, unlocks, and sleeps. Whoever matches an entry claims
-//! the waiter with `Claim::Fired(guard)` (one compare-and-swap, so exactly one guard commits),
-//! hands over the payload, and wakes exactly that waiter. Poison or retirement claims waiters with
-//! `Claim::Ended` instead, and they look again; a waiter whose deadline passes claims itself with
-//! `Claim::TimedOut`. A value handed to a committed input is returned, full stop: nothing checks
-//! the channel after the commit.
+//! the buffer. If nothing is ready (and no Skip/Timeout is due), it registers one entry per guard
+//! on the guard channels' queues, in the same order, all pointing at one waiter record whose claim
+//! word (core's [`ClaimWord`]) is its futex, unlocks, spins briefly, and sleeps. Whoever matches an
+//! entry claims the waiter with `Claim::Fired(guard)` (one compare-and-swap, so exactly one guard
+//! commits), hands over the payload, and wakes exactly that waiter if it went to sleep. Poison or
+//! retirement claims waiters with `Claim::Ended` instead, and they look again; a waiter whose
+//! deadline passes claims itself with `Claim::TimedOut`. A value handed to a committed input is
+//! returned, full stop: nothing checks the channel after the commit.
 //!
 //! The rules that are not the engine's come from core: a channel's state only moves forward
 //! ([`ChannelState::after`]), an end leaving retires or poisons it as [`Membership::leave`] says,
@@ -34,7 +34,9 @@ use cspnet_core::{
 use serde::de::DeserializeOwned;
 use std::cell::Cell;
 use std::mem::{offset_of, size_of};
-use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::sync::atomic::{Ordering, fence};
+use std::time::{Duration, Instant};
 
 /// What a queue entry offers.
 const K_READ: u32 = 0;
@@ -162,7 +164,7 @@ fn commit(l: &mut Locked, w: u64, guard: u32, got: Slot) -> bool {
     if !rec.state.claim(Claim::Fired(guard)) {
         return false;
     }
-    l.wake_later(w); // the claim word is at offset 0 of the record
+    l.wake_waiter_later(w);
     true
 }
 
@@ -173,7 +175,7 @@ fn alert_list(l: &mut Locked, list: u64) {
         let ent = l.entry(e);
         let (w, next) = (ent.waiter.get(), ent.next.get());
         if l.waiter(w).state.claim(Claim::Ended) {
-            l.wake_later(w);
+            l.wake_waiter_later(w);
         }
         e = next;
     }
@@ -565,6 +567,87 @@ fn take(l: &mut Locked, slot: Slot) -> Taken {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Adaptive spinning before the futex sleep.
+
+/// The longest a waiter spins before it sleeps. A hop between two running processes takes a
+/// couple of µs; a wait longer than this is one the other side was descheduled for.
+const SPIN_MAX: Duration = Duration::from_micros(10);
+/// Below this a halved budget drops to nothing (no spin at all).
+const SPIN_MIN: Duration = Duration::from_nanos(500);
+
+thread_local! {
+    /// How long this thread's next wait spins: doubled (up to [`SPIN_MAX`]) after a wait that
+    /// was over within `SPIN_MAX`, so spinning would have paid, halved after a longer one. A
+    /// ring of many processes on few cores, where every wait is long, soon stops spinning. It
+    /// starts small, so such a ring pays almost nothing before it learns.
+    static SPIN: Cell<Duration> = const { Cell::new(SPIN_MIN) };
+    /// Waits since the budget last dropped to nothing, to time one in [`PROBE_EVERY`].
+    static UNTIMED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// With no budget, one wait in this many is still timed, so that the budget can grow back.
+const PROBE_EVERY: u32 = 16;
+
+/// When this wait starts, if it is to be timed: always while there is a spin budget, else one in
+/// [`PROBE_EVERY`] (reading the clock twice per wait is measurable in a long ring that never
+/// spins).
+fn timed_wait() -> Option<Instant> {
+    if SPIN.with(Cell::get).is_zero() {
+        let n = UNTIMED.with(|u| {
+            let n = u.get().wrapping_add(1);
+            u.set(n);
+            n
+        });
+        if n % PROBE_EVERY != 0 {
+            return None;
+        }
+    }
+    Some(Instant::now())
+}
+
+/// Whether spinning can pay at all: not on one CPU, where the claimer cannot run meanwhile.
+fn can_spin() -> bool {
+    static MANY: OnceLock<bool> = OnceLock::new();
+    *MANY.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
+/// Spins on `word` for this thread's budget (from `start`) with exponential backoff: `true` as
+/// soon as it is claimed, `false` when the budget ran out (or there is none).
+fn spin_until_claimed(word: &ClaimWord, start: Instant) -> bool {
+    let budget = SPIN.with(Cell::get);
+    if budget.is_zero() || !can_spin() {
+        return false;
+    }
+    let mut pause = 1u32;
+    loop {
+        if !word.load(Ordering::Acquire).is_waiting() {
+            return true;
+        }
+        if start.elapsed() >= budget {
+            return false;
+        }
+        for _ in 0..pause {
+            std::hint::spin_loop();
+        }
+        pause = (pause * 2).min(64);
+    }
+}
+
+/// Adjusts the spin budget after a wait that took `waited`, spinning and sleeping included.
+fn adapt_spin(waited: Duration) {
+    SPIN.with(|s| {
+        let next = if waited <= SPIN_MAX {
+            (s.get() * 2).clamp(SPIN_MIN, SPIN_MAX)
+        } else if s.get() / 2 < SPIN_MIN {
+            Duration::ZERO
+        } else {
+            s.get() / 2
+        };
+        s.set(next);
+    });
+}
+
 /// Runs one operation: commits exactly one guard of `specs` (tried in `order`), or fires the
 /// fallback at `deadline` when no guard became ready. `specs` is never empty (core runs an
 /// alternation without channel guards itself).
@@ -766,6 +849,7 @@ impl<'s, 'v> Operation<'s, 'v> {
         let rec = l.waiter(w);
         // Published to the matchers by the unlock; every entry of the previous wait is unlinked.
         rec.state.reset();
+        rec.sleeping.store(0, Ordering::Relaxed);
         rec.used.set(0);
         // A matcher walks a queue from its head, so when two guards wait on the same channel the
         // one registered first is the one it commits: register in the policy's order.
@@ -813,13 +897,23 @@ impl<'s, 'v> Operation<'s, 'v> {
         let rec = seg.rec::<WaiterRec>(reg.waiter);
         let word: &ClaimWord = &rec.state;
         let mut timed_out = false;
-        // The futex sleeps only while the word still reads `Waiting`; every claim changes it
-        // before its claimer wakes us, so no wake is lost.
-        while word.load(Ordering::Acquire).is_waiting() {
-            if !futex::wait(word.as_atomic(), Claim::Waiting.to_u32(), self.deadline) {
-                timed_out = true;
-                break;
+        let start = timed_wait();
+        if !start.is_some_and(|start| spin_until_claimed(word, start)) {
+            // Announce the sleep, then look at the word once more (Dekker's handshake with
+            // `Locked::wake_waiter_later`): a claimer that missed the announcement made its claim
+            // visible to the loads below, and the futex sleeps only while the word still reads
+            // `Waiting`, so no wake is lost.
+            rec.sleeping.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            while word.load(Ordering::SeqCst).is_waiting() {
+                if !futex::wait(word.as_atomic(), Claim::Waiting.to_u32(), self.deadline) {
+                    timed_out = true;
+                    break;
+                }
             }
+        }
+        if let Some(start) = start {
+            adapt_spin(start.elapsed());
         }
         if !timed_out
             && let Claim::Fired(i) = word.load(Ordering::Acquire)

@@ -32,7 +32,7 @@ use std::cell::UnsafeCell;
 use std::mem::{align_of, offset_of, size_of};
 use std::os::fd::RawFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 /// "No record": offset 0 is the header, never a record.
 pub(crate) const NIL: u64 = 0;
@@ -207,8 +207,11 @@ pub(crate) struct WaiterRec {
     /// The waiter's claim (`Waiting`, `Fired(guard)`, `Ended`, `TimedOut`): its futex word, at
     /// offset 0 of the record. A fresh allocation is not `Waiting`: the engine `reset`s it.
     pub(crate) state: ClaimWord,
-    /// Keeps `got` 8-aligned with no implicit padding (unused).
-    pub(crate) _reserved: Word32,
+    /// Nonzero once the waiter has announced that it is about to `futex_wait` on `state` (it
+    /// spins first, and often sees its claim without sleeping): a claimer calls `futex_wake`
+    /// only then. The engine zeroes it with `state` when it reuses the record. It also keeps
+    /// `got` 8-aligned with no implicit padding.
+    pub(crate) sleeping: AtomicU32,
     /// The payload handed to a committed input guard.
     pub(crate) got: SlotCell,
     /// Entries in use after the record.
@@ -730,6 +733,22 @@ impl Locked {
     /// Wakes the futex word at segment offset `word` once the lock is released.
     pub(crate) fn wake_later(&mut self, word: u64) {
         self.wakes.push(word);
+    }
+
+    /// Wakes waiter record `w` once the lock is released, if its waiter announced that it
+    /// sleeps; call it right after claiming the record's claim word under this lock.
+    ///
+    /// The handshake with the waiter (`Operation::sleep` in the engine) is Dekker's: the claimer
+    /// claims the word, then (SeqCst fence) reads `sleeping`; the waiter sets `sleeping`, then
+    /// (SeqCst fence) reads the word before `futex_wait`. The fences forbid both reading the old
+    /// value, so either the claimer sees `sleeping` and wakes, or the waiter sees its claim and
+    /// does not sleep (modelled in core's `claim::loom_tests`). `sleeping` is read here, under
+    /// the lock, because the record may be freed once the lock is released.
+    pub(crate) fn wake_waiter_later(&mut self, w: u64) {
+        fence(Ordering::SeqCst);
+        if self.waiter(w).sleeping.load(Ordering::SeqCst) != 0 {
+            self.wakes.push(w); // the claim word is at offset 0 of the record
+        }
     }
 
     fn unlock_now(&mut self) {
