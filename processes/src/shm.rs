@@ -742,7 +742,7 @@ impl Locked {
     /// claims the word, then (SeqCst fence) reads `sleeping`; the waiter sets `sleeping`, then
     /// (SeqCst fence) reads the word before `futex_wait`. The fences forbid both reading the old
     /// value, so either the claimer sees `sleeping` and wakes, or the waiter sees its claim and
-    /// does not sleep (modelled in core's `claim::loom_tests`). `sleeping` is read here, under
+    /// does not sleep (modelled in core's `claim::loom_wake_tests`). `sleeping` is read here, under
     /// the lock, because the record may be freed once the lock is released.
     pub(crate) fn wake_waiter_later(&mut self, w: u64) {
         fence(Ordering::SeqCst);
