@@ -432,6 +432,10 @@ mod tests {
     /// Forked siblings do not share `select`'s random sequence: each child reseeds `fastrand`.
     #[test]
     fn forked_siblings_draw_different_random_numbers() {
+        // Its children allocate waiter records in the segment's heap.
+        let _alone = crate::SEGMENT_TESTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         fastrand::seed(7);
         let draws = parallel((0..4).map(|_| process(|| Ok(fastrand::u64(..))))).unwrap();
         let mut draws: Vec<u64> = draws.into_iter().map(Result::unwrap).collect();

@@ -147,6 +147,11 @@ mod process;
 #[cfg(target_os = "linux")]
 mod shm;
 
+/// Held by the unit tests that use this process's shared segment: they run as threads of one
+/// process and share its heap, and one of them checks the heap's free bytes exactly.
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) static SEGMENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(target_os = "linux")]
 pub use exec::{ExecOptions, Registry, exec};
 
