@@ -163,7 +163,9 @@
 mod backend;
 
 pub use backend::{Backend, BackendError};
-pub use cspnet_core::{Cause, ChannelError, Failure, Outcome, ProcessError, ProcessId};
+pub use cspnet_core::{
+    Cause, ChannelError, Exit, Failure, HeldEnd, KillError, Outcome, ProcessError, ProcessId,
+};
 
 /// The same API, generic over the backend: for code written once that runs on every backend (a
 /// farm, a job graph, a library of your own).
@@ -207,10 +209,12 @@ pub mod generic {
     #[doc(inline)]
     pub use cspnet_core::{
         Alternation, Backend, Carries, Channel, IntoIter, Iter, Mobile, Process, Reader, Spawned,
-        Writer, current_process_id, io, parallel, process, sequence, spawn,
+        Supervisor, Writer, current_process_id, io, parallel, process, sequence, spawn,
     };
     #[doc(inline)]
-    pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
+    pub use cspnet_core::{
+        Cause, ChannelError, Exit, Failure, HeldEnd, KillError, Outcome, ProcessError, ProcessId,
+    };
 }
 
 /// Every CSP process is an OS thread; channels on crossbeam-channel.

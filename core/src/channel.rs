@@ -65,6 +65,16 @@ impl<B: Carries<T>, T> Channel<B, T> {
         Self::build(None, n)
     }
 
+    /// A channel with a name that holds up to `n` values before writers wait.
+    ///
+    /// ```
+    /// let ch = cspnet_threads::Channel::<u32>::named_with_buffer("results", 8);
+    /// assert_eq!(ch.name(), Some("results"));
+    /// ```
+    pub fn named_with_buffer(name: &str, n: usize) -> Self {
+        Self::build(Some(name), n)
+    }
+
     fn build(name: Option<&str>, n: usize) -> Self {
         let raw = B::channel(name, n);
         B::join(&raw, Role::Handle);

@@ -300,6 +300,35 @@ impl ProcessError {
     }
 }
 
+/// Why [`Spawned::kill`](crate::Spawned::kill) or [`Supervisor::kill`](crate::Supervisor::kill)
+/// did not kill a process.
+///
+/// ```
+/// use cspnet_core::KillError;
+/// let e = KillError::Unsupported { backend: "threads" };
+/// assert!(e.to_string().contains("cannot be killed"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KillError {
+    /// The backend's processes cannot be killed from outside: a thread or a coroutine can only end
+    /// itself (poison a channel it waits on to make it end).
+    #[error(
+        "a process of the {backend} backend cannot be killed from outside (only OS processes can); \
+         poison a channel it waits on to make it end"
+    )]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+    },
+    /// No process with that index or id is running under this handle.
+    #[error("no such running process: {0}")]
+    NoSuchProcess(String),
+    /// The operating system refused (the message says why).
+    #[error("the operating system refused to kill the process: {0}")]
+    Refused(String),
+}
+
 /// How many failures `Display` spells out; [`ProcessError::failures`] has them all.
 const SHOWN: usize = 3;
 

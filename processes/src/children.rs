@@ -15,14 +15,15 @@
 //! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
 
 use crate::ThreadSlot;
-use crate::channel::{census_drop, leave_held, poison_held};
+use crate::channel::{census_drop, census_names, leave_held, poison_held};
 use crate::codec;
 use crate::engine::{forget_waiter, prepare_waiter, release_waiter};
+use crate::ledger;
 use crate::shm::{self, segment};
-use cspnet_core::{Cause, Leave, Outcome, ProcessContext, Role, discard_unstarted, run_body};
-use ipc_channel::ipc::{
-    self, IpcOneShotServer, IpcReceiver, IpcReceiverSet, IpcSelectionResult, IpcSender,
+use cspnet_core::{
+    Cause, HeldEnd, KillError, Leave, Outcome, ProcessContext, Role, discard_unstarted, run_body,
 };
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -30,8 +31,8 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// The body of a closure process.
@@ -44,6 +45,8 @@ pub(crate) enum Msg {
     Hello { job: IpcSender<Job> },
     /// The body's outcome, encoded, or why it failed.
     Report(Result<Vec<u8>, Cause>),
+    /// Sent before a failed body's `Report`: the channel ends it held when it panicked.
+    Held(Vec<HeldEnd>),
 }
 
 /// Environment variable: the bootstrap server a re-executed child connects to.
@@ -86,12 +89,14 @@ impl Drop for ExecSpec {
     }
 }
 
-/// A started child of the processes engine: its pid, the receiving end of its report channel, and
-/// the channel handles it holds (poisoned if it dies without reporting).
-pub struct Child {
+/// A started child of the processes engine: its pid, the receiving end of its report channel, the
+/// channel handles it took along (the census), and its ledger of what it holds now.
+pub(crate) struct Child {
     pub(crate) pid: libc::pid_t,
     pub(crate) rx: IpcReceiver<Msg>,
     pub(crate) held: Vec<(u64, Role)>,
+    pub(crate) names: HashMap<u64, Arc<str>>,
+    pub(crate) ledger: Option<u64>,
 }
 
 /// Serialises our forks: the report channel's sending end exists in the parent only while the lock
@@ -107,11 +112,13 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     warm_up_ipc();
+    let ledger = ledger::create();
     let guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let (tx, rx) = match ipc::channel::<Msg>() {
         Ok(pair) => pair,
         Err(e) => {
             drop(guard);
+            ledger.map(ledger::close);
             discard_unstarted::<ThreadSlot, _>(vec![body]);
             return Err(Cause::CouldNotStart(format!(
                 "no ipc-channel for the report: {e}"
@@ -126,17 +133,31 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         drop(guard);
+        ledger::adopt(ledger);
         child_main::<T>(parent, tx, ctx, body);
     }
     drop(tx);
     drop(guard);
     if pid < 0 {
         let e = std::io::Error::last_os_error();
+        ledger.map(ledger::close);
         discard_unstarted::<ThreadSlot, _>(vec![body]);
         return Err(Cause::CouldNotStart(format!("fork failed: {e}")));
     }
     let held = census_drop(body);
-    Ok(Child { pid, rx, held })
+    let names = census_names();
+    if let Some(l) = ledger {
+        for &(chan, role) in &held {
+            ledger::add(l, chan, role, 1);
+        }
+    }
+    Ok(Child {
+        pid,
+        rx,
+        held,
+        names,
+        ledger,
+    })
 }
 
 /// Runs ipc-channel's lazy initialisation (its send-buffer size is a `LazyLock` set on the first
@@ -184,11 +205,15 @@ fn child_main<T: Serialize + 'static>(
 ) -> ! {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         child_setup(parent);
-        let report = match run_body::<ThreadSlot, T>(ctx, body) {
+        let ending = run_body::<ThreadSlot, T>(ctx, body);
+        let report = match ending.outcome {
             Ok(outcome) => codec::to_bytes(&outcome)
                 .map_err(|e| Cause::Panicked(format!("the result could not be encoded: {e}"))),
             Err(cause) => Err(cause),
         };
+        if !ending.held.is_empty() {
+            let _ = tx.send(Msg::Held(ending.held));
+        }
         let sent = tx.send(Msg::Report(report)).is_ok();
         release_waiter();
         sent
@@ -285,7 +310,13 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     if job_tx.send(job).is_err() {
         // The child is gone; joining will reap it and report the crash.
     }
-    Ok(Child { pid, rx, held })
+    Ok(Child {
+        pid,
+        rx,
+        held,
+        names: HashMap::new(),
+        ledger: None,
+    })
 }
 
 /// In a re-executed child: the bootstrap server's name, taken out of the environment so that it
@@ -362,67 +393,150 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 
 /// What a child reported: its encoded outcome, or why it failed.
 pub(crate) type Report = Result<Vec<u8>, Cause>;
-/// A started child's pid and the channel handles to poison if it dies without reporting.
-type Reapable = (libc::pid_t, Vec<(u64, Role)>);
 
-/// Waits for every child, in whatever order they end, and collects their reports (in the order
-/// given). A child whose channel closes without a report is reaped at once and its channels
-/// poisoned, so the rest of its network shuts down while we wait for the others.
-pub(crate) fn join_all(running: Vec<Result<Child, Cause>>) -> Vec<Report> {
-    let n = running.len();
-    let mut reports: Vec<Option<Report>> = (0..n).map(|_| None).collect();
-    let mut children: Vec<Option<Reapable>> = Vec::with_capacity(n);
-    let mut ids = HashMap::new();
-    let mut set = None;
-    for (i, started) in running.into_iter().enumerate() {
-        match started {
-            Err(cause) => {
-                reports[i] = Some(Err(cause));
-                children.push(None);
-            }
-            Ok(child) => {
-                let set = set.get_or_insert_with(|| {
-                    IpcReceiverSet::new().expect("cspnet-processes: an ipc receiver set")
-                });
-                let id = set
-                    .add(child.rx)
-                    .expect("cspnet-processes: adding a report channel to the set");
-                ids.insert(id, i);
-                children.push(Some((child.pid, child.held)));
-            }
+/// A started child and the thread in this process that watches it.
+pub struct Watched {
+    pid: libc::pid_t,
+    watcher: std::thread::JoinHandle<()>,
+    killed: Arc<AtomicBool>,
+}
+
+impl Watched {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    pub(crate) fn finished(&self) -> bool {
+        self.watcher.is_finished()
+    }
+
+    /// Waits until the child has been reaped and reported.
+    pub(crate) fn reap(self) {
+        let _ = self.watcher.join();
+    }
+
+    /// Sends the child SIGKILL (it is then reported as killed by its handle).
+    pub(crate) fn kill(&self) -> Result<(), KillError> {
+        if self.finished() {
+            return Err(KillError::NoSuchProcess(format!(
+                "pid {} has already ended",
+                self.pid
+            )));
+        }
+        self.killed.store(true, Ordering::Release);
+        // SAFETY: kill(2) on our own child's pid, which is not reaped (and so not reused) until
+        // the watcher has seen the child's report channel close.
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } == -1 {
+            return Err(KillError::Refused(
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Watches `child` from a thread of its own: waits for its report (or for its report channel to
+/// close), reaps it at once so it never lingers as a zombie, releases what it held if it died
+/// without reporting (poisoned, or for a supervised child, `on_crash` = retire: left as if it had
+/// ended), and calls `done` with how it ended. A child that dies while its parent waits on
+/// channels is so noticed at once, not at `join`.
+pub(crate) fn watch(
+    child: Child,
+    on_crash: Leave,
+    done: Box<dyn FnOnce(Report, Vec<HeldEnd>, u32) + Send>,
+) -> Result<Watched, Cause> {
+    let pid = child.pid;
+    let killed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&killed);
+    let slot = Arc::new(Mutex::new(Some(child)));
+    let in_thread = Arc::clone(&slot);
+    let started = std::thread::Builder::new()
+        .name("cspnet-watch".into())
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let child = in_thread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("the watcher starts once");
+            let (report, held) = wait_for(child, on_crash, &flag);
+            done(report, held, pid as u32);
+        });
+    match started {
+        Ok(watcher) => Ok(Watched {
+            pid,
+            watcher,
+            killed,
+        }),
+        Err(e) => {
+            // Without a watcher nobody would reap it: end it now, as a child that never started.
+            let child = slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("the watcher never ran");
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(child.pid, libc::SIGKILL) };
+            reap(child.pid);
+            release(child.ledger, child.held, Leave::Poison);
+            Err(Cause::CouldNotStart(format!(
+                "no thread to watch the child: {e}"
+            )))
         }
     }
-    let mut open = ids.len();
-    while open > 0 {
-        let events = set
-            .as_mut()
-            .expect("a set exists while channels are open")
-            .select()
-            .expect("cspnet-processes: waiting on the children's report channels");
-        for event in events {
-            match event {
-                IpcSelectionResult::MessageReceived(id, msg) => {
-                    if let (Some(&i), Ok(Msg::Report(r))) = (ids.get(&id), msg.to::<Msg>()) {
-                        reports[i] = Some(r);
-                    }
-                }
-                IpcSelectionResult::ChannelClosed(id) => {
-                    open -= 1;
-                    let Some(&i) = ids.get(&id) else { continue };
-                    let (pid, held) = children[i].take().expect("each child closes once");
-                    let how = reap(pid);
-                    if reports[i].is_none() {
-                        poison_held(&held);
-                        reports[i] = Some(Err(Cause::Crashed(how)));
-                    }
-                }
-            }
+}
+
+/// The watcher's work: the child's report and the ends it held when it failed.
+fn wait_for(child: Child, on_crash: Leave, killed: &AtomicBool) -> (Report, Vec<HeldEnd>) {
+    let mut report = None;
+    let mut held_at_panic = Vec::new();
+    while let Ok(msg) = child.rx.recv() {
+        match msg {
+            Msg::Report(r) => report = Some(r),
+            Msg::Held(h) => held_at_panic = h,
+            Msg::Hello { .. } => {}
         }
     }
-    reports
-        .into_iter()
-        .map(|r| r.expect("every child reported or was reaped"))
-        .collect()
+    let how = reap(child.pid);
+    match report {
+        Some(r) => {
+            child.ledger.map(ledger::close);
+            (r, held_at_panic)
+        }
+        None => {
+            let still = release(child.ledger, child.held, on_crash);
+            let named = still
+                .into_iter()
+                .map(|(chan, role)| HeldEnd::new(child.names.get(&chan).map(|n| &**n), role))
+                .collect();
+            let how = if killed.load(Ordering::Acquire) {
+                format!("{how} (killed through its handle)")
+            } else {
+                how
+            };
+            (Err(Cause::Crashed(how)), named)
+        }
+    }
+}
+
+/// Releases what a child that died without reporting still held, as `on_crash` says, and
+/// returns those ends. Without a complete ledger only the census is known: then its channels are
+/// poisoned whatever `on_crash` says, since leaving ends the child may already have left would
+/// corrupt the counts.
+fn release(ledger: Option<u64>, census: Vec<(u64, Role)>, on_crash: Leave) -> Vec<(u64, Role)> {
+    match ledger.and_then(ledger::close) {
+        Some(still) => {
+            match on_crash {
+                Leave::Retire => leave_held(still.clone(), Leave::Retire),
+                Leave::Poison => poison_held(&still),
+            }
+            still
+        }
+        None => {
+            poison_held(&census);
+            census
+        }
+    }
 }
 
 #[cfg(test)]

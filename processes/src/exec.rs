@@ -227,7 +227,7 @@ impl Registry {
                 let a: A = codec::from_bytes(args).map_err(|e| {
                     Cause::CouldNotStart(format!("the arguments of '{fname}' do not decode: {e}"))
                 })?;
-                let outcome = run_body::<ThreadSlot, R>(ctx, move || f(a))?;
+                let outcome = run_body::<ThreadSlot, R>(ctx, move || f(a)).outcome?;
                 codec::to_bytes(&outcome)
                     .map_err(|e| Cause::Panicked(format!("the result could not be encoded: {e}")))
             }),

@@ -143,6 +143,8 @@ mod futex;
 #[cfg(target_os = "linux")]
 pub mod heap;
 #[cfg(target_os = "linux")]
+mod ledger;
+#[cfg(target_os = "linux")]
 mod process;
 #[cfg(target_os = "linux")]
 mod shm;
@@ -159,7 +161,7 @@ pub use exec::{ExecOptions, Registry, exec};
 #[cfg(target_os = "linux")]
 use cspnet_core::ThreadSlot;
 #[cfg(target_os = "linux")]
-use cspnet_core::{Cause, Deadline, Leave, Mobile, ProcessContext, Role};
+use cspnet_core::{Deadline, Leave, Mobile, ProcessContext, Report, Role};
 #[cfg(target_os = "linux")]
 use serde::de::DeserializeOwned;
 #[cfg(target_os = "linux")]
@@ -249,11 +251,24 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes 
     {
         process::Start(process::Kind::Closure(Box::new(body)))
     }
-    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
-        process::start(ctx, start)
+    fn start(
+        ctx: ProcessContext,
+        start: Self::Start,
+        report: Report<T>,
+    ) -> Result<Self::Running, Cause> {
+        process::start(ctx, start, report)
     }
-    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
-        process::join_all(running)
+    fn finished(running: &Self::Running) -> bool {
+        running.finished()
+    }
+    fn reap(running: Self::Running) {
+        running.reap();
+    }
+    fn pid(running: &Self::Running) -> Option<u32> {
+        Some(running.pid())
+    }
+    fn kill(running: &Self::Running) -> Result<(), KillError> {
+        running.kill()
     }
     fn discard(starts: Vec<Self::Start>) {
         process::discard(starts);

@@ -110,6 +110,27 @@ const _: () = assert!(
 );
 // SAFETY: repr(C), Words, Word32s and a SlotCell.
 unsafe impl Record for Entry {}
+// SAFETY: repr(C), a Word and an array of LedgerEntry (two AtomicU64s each).
+unsafe impl Record for LedgerRec {}
+
+/// How many distinct channel ends one child's ledger can count.
+pub(crate) const LEDGER_ENTRIES: usize = 63;
+
+/// What one child OS process holds, for its parent to release if it dies (see `ledger.rs`).
+#[repr(C)]
+pub(crate) struct LedgerRec {
+    /// Set once an end did not fit: the parent then falls back to poisoning the census.
+    pub(crate) overflow: Word,
+    pub(crate) entries: [LedgerEntry; LEDGER_ENTRIES],
+}
+
+/// One channel end kind in a ledger: `key` names it (0: a free entry), `count` is how many the
+/// child holds (wrapping; it dips below zero while the parent has not yet added the census).
+#[repr(C)]
+pub(crate) struct LedgerEntry {
+    pub(crate) key: AtomicU64,
+    pub(crate) count: AtomicU64,
+}
 
 /// The segment header at offset 0. The fields before `next_id` are not atomics and are never
 /// reached through [`Segment::rec`] (it refuses offsets below [`RECORDS`]).

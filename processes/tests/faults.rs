@@ -47,7 +47,9 @@ fn victim_scenario(
     victim_body: fn() -> (),
 ) -> (Cause, Outcome<u32>, Result<(), ChannelError>, i32) {
     let go = Channel::<u32>::new();
-    let ready = Channel::<i32>::with_buffer(1);
+    // A rendezvous: the pid is read before the victim goes on to die (a buffered value would be
+    // thrown away by the poison its watcher applies the moment it dies).
+    let ready = Channel::<i32>::new();
     let x = Channel::<u32>::new();
     let y = Channel::<u32>::new();
     let report = Channel::<Outcome<u32>>::with_buffer(1);

@@ -33,7 +33,7 @@ mod process;
 
 /// Threads keep the running process's context in a thread-local: a process never changes thread.
 use cspnet_core::ThreadSlot;
-use cspnet_core::{Cause, Deadline, Leave, ProcessContext, Role};
+use cspnet_core::{Deadline, Leave, ProcessContext, Report, Role};
 
 /// The threads engine: crossbeam channels, crossbeam's select, one OS thread per process.
 ///
@@ -64,7 +64,7 @@ impl Backend for Threads {
 impl<T: Send + 'static> Carries<T> for Threads {
     type Chan = channel::Raw<T>;
     type Start = process::Body<T>;
-    type Running = process::Running<T>;
+    type Running = process::Running;
 
     fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
         channel::Raw::new(name, capacity)
@@ -104,11 +104,18 @@ impl<T: Send + 'static> Carries<T> for Threads {
     {
         Box::new(body)
     }
-    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
-        process::start(ctx, start)
+    fn start(
+        ctx: ProcessContext,
+        start: Self::Start,
+        report: Report<T>,
+    ) -> Result<Self::Running, Cause> {
+        process::start(ctx, start, report)
     }
-    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
-        process::join_all(running)
+    fn finished(running: &Self::Running) -> bool {
+        running.is_finished()
+    }
+    fn reap(running: Self::Running) {
+        process::reap(running);
     }
     fn discard(starts: Vec<Self::Start>) {
         cspnet_core::discard_unstarted::<ThreadSlot, _>(starts);
