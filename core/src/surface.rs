@@ -14,7 +14,10 @@
 #[macro_export]
 macro_rules! backend_surface {
     ($engine:ident, $krate:ident) => {
-        pub use $crate::{Backend, Carries, ChannelError, Outcome, ProcessError, ProcessId};
+        pub use $crate::{
+            Backend, Carries, ChannelError, ErrorText, Outcome, ProcessError,
+            ProcessId,
+        };
 
         #[doc = concat!("This backend's engine, under the name every backend uses: generic code \
             instantiated for this backend names it `", stringify!($krate), "::Engine`.")]

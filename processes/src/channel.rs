@@ -188,10 +188,11 @@ impl Chan {
         }
     }
 
-    /// A write: an operation with one output guard.
+    /// A write: an operation with one output guard. A value that cannot be encoded is an error
+    /// before anything is offered, so the channel is left as it was.
     #[inline]
     pub(crate) fn write<T: Serialize + 'static>(&self, value: T) -> Result<(), ChannelError> {
-        let encoded = codec::encode(value);
+        let encoded = codec::encode(value)?;
         let spec = Spec {
             chan: self.off,
             want: Want::Write(encoded.bytes()),

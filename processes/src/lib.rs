@@ -111,10 +111,32 @@
 //! thread prints, `std::env` while another thread changes the environment, a library's global
 //! mutex. In a program with such threads, start processes with [`exec`] instead.
 //!
-//! A payload that serde cannot encode is a compile error, not a surprise at run time:
+//! A payload type that is not `Serialize + DeserializeOwned + Send` is a compile error:
 //!
 //! ```compile_fail
 //! let ch = cspnet_processes::Channel::<std::rc::Rc<u32>>::new();
+//! ```
+//!
+//! A value whose `Serialize` fails at run time (a hand-written impl returning an error, a map
+//! serde cannot size) is [`ChannelError::Unencodable`] from `write`, and from an alternation that
+//! offers it, before any guard commits: the value is not sent, the writer does not panic, and
+//! the channel works on (the other backends move values and never encode them).
+//!
+//! ```
+//! use cspnet_processes::{Channel, ChannelError};
+//!
+//! struct Refuses;
+//! impl serde::Serialize for Refuses {
+//!     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+//!         Err(serde::ser::Error::custom("not today"))
+//!     }
+//! }
+//! # impl<'de> serde::Deserialize<'de> for Refuses {
+//! #     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> { Ok(Refuses) }
+//! # }
+//! let ch = Channel::<Refuses>::with_buffer(1);
+//! let (w, _r) = (ch.writer(), ch.reader());
+//! assert!(matches!(w.write(Refuses), Err(ChannelError::Unencodable(_))));
 //! ```
 //!
 //! | | threads | processes |

@@ -253,3 +253,56 @@ fn an_impossible_buffer_is_refused_and_the_heap_survives() {
         assert_eq!(r.read(), Ok(i));
     }
 }
+
+/// A payload whose `Serialize` fails, as a type with a hand-written impl can.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Refuses(u32);
+
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 refuses to be encoded"));
+        }
+        s.serialize_newtype_struct("Refuses", &self.0)
+    }
+}
+
+/// A value that cannot be encoded is an error from `write` and from an alternation offering it,
+/// before anything is sent: the writer does not panic, its peers are not poisoned, and the good
+/// values around it arrive, in order, in another OS process.
+#[test]
+fn an_unencodable_value_is_an_error_at_the_writer_and_loses_nothing() {
+    let c = Channel::<Refuses>::new();
+    let (r, w) = (c.reader(), c.writer());
+    let out = parallel([
+        process(move || {
+            w.write(Refuses(1))?;
+            let refused = w.write(Refuses(13));
+            let unencodable = |e: &ChannelError| {
+                matches!(e, ChannelError::Unencodable(t) if t.as_str().contains("refuses"))
+            };
+            assert!(refused.as_ref().is_err_and(unencodable), "{refused:?}");
+            // An output guard with that value fails the select before any guard commits, even
+            // with a ready skip guard beside it.
+            let alt = cspnet_processes::Alternation::new()
+                .output(&w, Refuses(13), || 0u32)
+                .skip(|| 1)
+                .pri_select();
+            assert!(alt.as_ref().is_err_and(unencodable), "{alt:?}");
+            w.write(Refuses(2))?;
+            let sent = cspnet_processes::Alternation::new()
+                .output(&w, Refuses(3), || 3u32)
+                .select()?;
+            Ok(sent)
+        }),
+        process(move || {
+            let got = [r.read()?, r.read()?, r.read()?];
+            assert_eq!(got, [Refuses(1), Refuses(2), Refuses(3)]);
+            Ok(got.iter().map(|v| v.0).sum())
+        }),
+    ])
+    .unwrap();
+    assert_eq!(out, vec![Ok(3), Ok(6)]);
+    // The channel was never poisoned: only the writer's leaving retired it.
+    assert_eq!(c.reader().read(), Err(ChannelError::Retired));
+}
