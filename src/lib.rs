@@ -163,7 +163,9 @@
 mod backend;
 
 pub use backend::{Backend, BackendError};
-pub use cspnet_core::{Cause, ChannelError, ErrorText, Failure, Outcome, ProcessError, ProcessId};
+pub use cspnet_core::{
+    BufferError, Cause, ChannelError, ErrorText, Failure, Outcome, ProcessError, ProcessId,
+};
 
 /// The same API, generic over the backend: for code written once that runs on every backend (a
 /// farm, a job graph, a library of your own).
@@ -210,7 +212,7 @@ pub mod generic {
         Writer, current_process_id, io, parallel, process, sequence, spawn,
     };
     #[doc(inline)]
-    pub use cspnet_core::{ChannelError, ErrorText, Outcome, ProcessError, ProcessId};
+    pub use cspnet_core::{BufferError, ChannelError, ErrorText, Outcome, ProcessError, ProcessId};
 }
 
 /// Every CSP process is an OS thread; channels on crossbeam-channel.

@@ -139,6 +139,35 @@ impl<'de> Deserialize<'de> for ErrorText {
     }
 }
 
+/// Why a channel buffer of the size asked for was refused: the one rule of every backend.
+///
+/// A buffer may hold up to [`Channel::MAX_BUFFER`](crate::Channel::MAX_BUFFER) values; its
+/// storage grows with what it holds, so a large limit costs nothing until values fill it.
+///
+/// ```
+/// use cspnet_threads::{BufferError, Channel};
+///
+/// let e = Channel::<u8>::try_with_buffer(usize::MAX).unwrap_err();
+/// assert!(matches!(e, BufferError::TooLarge { max, .. } if max == Channel::<u8>::MAX_BUFFER));
+/// assert!(e.to_string().contains("at most"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum BufferError {
+    /// More values than any channel buffers: more than a machine's address space could hold
+    /// even at one byte each, so it is a mistake (`usize::MAX` for "unbounded", say) rather
+    /// than a need.
+    #[error(
+        "a channel buffer of {requested} values is refused: a buffer holds at most {max} values          (Channel::MAX_BUFFER, and its storage grows only as values are buffered)"
+    )]
+    TooLarge {
+        /// The buffer size asked for.
+        requested: usize,
+        /// The largest buffer a channel accepts ([`Channel::MAX_BUFFER`](crate::Channel::MAX_BUFFER)).
+        max: usize,
+    },
+}
+
 impl ChannelError {
     /// Whether this is [`ChannelError::Poisoned`].
     ///

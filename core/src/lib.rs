@@ -64,7 +64,8 @@ pub use context::{
 };
 pub use deadline::Deadline;
 pub use error::{
-    Cause, ChannelError, ErrorText, Failure, Outcome, ProcessError, next_in_stream, panic_message,
+    BufferError, Cause, ChannelError, ErrorText, Failure, Outcome, ProcessError, next_in_stream,
+    panic_message,
 };
 pub use guard::{Fallback, Policy};
 pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};

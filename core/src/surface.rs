@@ -15,7 +15,7 @@
 macro_rules! backend_surface {
     ($engine:ident, $krate:ident) => {
         pub use $crate::{
-            Backend, Carries, ChannelError, ErrorText, Outcome, ProcessError,
+            Backend, BufferError, Carries, ChannelError, ErrorText, Outcome, ProcessError,
             ProcessId,
         };
 

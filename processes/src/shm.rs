@@ -189,9 +189,12 @@ pub(crate) struct ChanRec {
     /// Reader and writer ends: a `cspnet_core::Membership`, field for field.
     pub(crate) readers: Word,
     pub(crate) writers: Word,
+    /// The most values the buffer holds.
     pub(crate) capacity: Word,
-    /// Ring of `capacity` [`SlotCell`]s.
+    /// Ring of `buf_cap` [`SlotCell`]s (`NIL` for a rendezvous): it starts small and doubles
+    /// when full, up to `capacity`, so a large buffer takes heap only as it fills.
     pub(crate) buf: Word,
+    pub(crate) buf_cap: Word,
     pub(crate) buf_head: Word,
     pub(crate) buf_len: Word,
     pub(crate) readq: List,
