@@ -46,6 +46,7 @@ mod channel;
 mod claim;
 mod context;
 mod deadline;
+mod env;
 mod error;
 mod guard;
 mod loom;
@@ -63,6 +64,7 @@ pub use context::{
     end_dropped, flush_dropped_ends, run_body,
 };
 pub use deadline::Deadline;
+pub use env::{env_size, parse_size};
 pub use error::{
     BufferError, Cause, ChannelError, ErrorText, Failure, Outcome, ProcessError, next_in_stream,
     panic_message,

@@ -31,7 +31,8 @@
 //!   process holding it exits, even after `SIGKILL`; nothing appears in `/dev/shm`), mapped
 //!   `MAP_SHARED` on first use, before any fork. It is sparse: the default 256 MiB costs only the
 //!   pages actually touched. Set the size with `CSPNET_SHM_SIZE` (bytes, or with a `k`/`m`/`g`
-//!   suffix) or [`set_segment_size`] before the first channel. Its layout is in the crate's
+//!   suffix, at least `8k`; anything else is ignored with a warning on stderr naming the default
+//!   used instead) or [`set_segment_size`] before the first channel. Its layout is in the crate's
 //!   `README.md`.
 //! - **Channels** are records in that segment. Reads, writes and alternations take one robust,
 //!   process-shared mutex for a few hundred nanoseconds and sleep on a futex of their own, so a hop
@@ -304,8 +305,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Mobile<T> for Processes {
 }
 
 /// Sets the size in bytes of the shared-memory segment, before the first channel is made (it
-/// overrides `CSPNET_SHM_SIZE`; the default is 256 MiB, sparse). Returns `false` if the segment
-/// already exists, in which case nothing changes.
+/// overrides `CSPNET_SHM_SIZE`; the default is 256 MiB, sparse). A size below 8 KiB (the header
+/// and one page of heap) is raised to 8 KiB. Returns `false` if the segment already exists, in
+/// which case nothing changes.
 ///
 /// ```
 /// // Too late in a doctest that made no channel yet? No: this is the first use.
