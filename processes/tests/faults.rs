@@ -307,3 +307,33 @@ fn an_unencodable_value_is_an_error_at_the_writer_and_loses_nothing() {
     // The channel was never poisoned: only the writer's leaving retired it.
     assert_eq!(c.reader().read(), Err(ChannelError::Retired));
 }
+
+#[allow(unconditional_recursion)]
+fn deep(n: u64) -> u64 {
+    let frame = [n; 64];
+    std::hint::black_box(&frame);
+    deep(n + 1) + frame[3]
+}
+
+/// A stack overflow, which aborts the whole program on threads, ends only the child here: it is
+/// reported as killed by `SIGABRT` (Rust's overflow handler aborts), and its channels are poisoned.
+#[test]
+fn a_stack_overflow_ends_only_that_child_and_is_reported() {
+    let c = Channel::<u64>::new();
+    let (r, w) = (c.reader(), c.writer());
+    let e = parallel([
+        process(move || {
+            let v = deep(0);
+            w.write(v)?;
+            Ok(0)
+        }),
+        process(move || r.read()),
+    ])
+    .unwrap_err();
+    assert_eq!(e.failures().len(), 1, "{e}");
+    assert_eq!(
+        e.first().cause(),
+        &Cause::Crashed("killed by signal 6 (SIGABRT)".into())
+    );
+    assert_eq!(c.reader().read(), Err(ChannelError::Poisoned));
+}
