@@ -235,6 +235,44 @@ mod buffer_rule {
         .unwrap();
         assert_eq!(out, vec![Ok(0), Ok(0)], "a full buffer took an extra value");
     }
+
+    /// A writer waiting for room in a full large buffer is woken by poison, and by the last
+    /// reader leaving, with the error that says which.
+    #[test]
+    fn a_writer_waiting_for_room_sees_poison_and_retirement() {
+        const N: u32 = 10_000;
+        for poison in [true, false] {
+            let c = csp::Channel::<u32>::with_buffer(N as usize);
+            let full = csp::Channel::<u32>::new();
+            let (w, r, full_w, full_r) = (c.writer(), c.reader(), full.writer(), full.reader());
+            let out = csp::parallel([
+                csp::process(move || {
+                    for i in 0..N {
+                        w.write(i)?;
+                    }
+                    full_w.write(0)?;
+                    Ok(match w.write(N) {
+                        Err(e) if e.is_poisoned() => 1,
+                        Err(e) if e.is_retired() => 2,
+                        Err(_) => 3,
+                        Ok(()) => 0,
+                    })
+                }),
+                csp::process(move || {
+                    full_r.read()?;
+                    if poison {
+                        r.poison();
+                    } else {
+                        r.retire();
+                    }
+                    Ok(0)
+                }),
+            ])
+            .unwrap();
+            let expected = if poison { 1 } else { 2 };
+            assert_eq!(out, vec![Ok(expected), Ok(0)], "poison: {poison}");
+        }
+    }
 }
 
 /// PyCSP's topologies (any number of writers and readers on one channel, each side plain or
