@@ -194,8 +194,8 @@ fn buf_slot(l: &Locked, c: u64, i: u64) -> &SlotCell {
 }
 
 /// Doubles channel `c`'s ring (up to its capacity), moving the buffered slots to the front of the
-/// new one; `false` when the heap has no room for it now (the writer then waits, as for a
-/// payload). Sizes are checked: a ring's bytes never wrap.
+/// new one; `false` when the heap has no room for it now (the buffer then counts as full: the
+/// writer waits for a reader). Sizes are checked: a ring's bytes never wrap.
 fn buf_grow(l: &mut Locked, c: u64) -> bool {
     let ch = l.chan(c);
     let (old, old_cap, capacity) = (ch.buf.get(), ch.buf_cap.get(), ch.capacity.get());
