@@ -214,10 +214,14 @@ fn buf_grow(l: &mut Locked, c: u64) -> bool {
         let s = buf_slot(l, c, i).get();
         l.slot(new + i * SLOT_SIZE as u64).set(s);
     }
+    // The ring reads as empty while it changes: a process killed half-way leaves a ring that
+    // recovery drains as empty (leaking the values, not freeing slots it misreads).
     let ch = l.chan(c);
+    ch.buf_len.set(0);
     ch.buf.set(new);
     ch.buf_cap.set(new_cap);
     ch.buf_head.set(0);
+    ch.buf_len.set(len);
     if old != NIL {
         free(l, old);
     }
