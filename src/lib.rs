@@ -164,7 +164,8 @@ mod backend;
 
 pub use backend::{Backend, BackendError};
 pub use cspnet_core::{
-    Cause, ChannelError, Exit, Failure, HeldEnd, KillError, Outcome, ProcessError, ProcessId,
+    BufferError, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd, KillError, Outcome,
+    ProcessError, ProcessId,
 };
 
 /// The same API, generic over the backend: for code written once that runs on every backend (a
@@ -213,7 +214,8 @@ pub mod generic {
     };
     #[doc(inline)]
     pub use cspnet_core::{
-        Cause, ChannelError, Exit, Failure, HeldEnd, KillError, Outcome, ProcessError, ProcessId,
+        BufferError, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd, KillError, Outcome,
+        ProcessError, ProcessId,
     };
 }
 

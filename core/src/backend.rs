@@ -197,6 +197,9 @@ pub trait Carries<T>: Backend {
     type Running: Send;
 
     /// A new channel that buffers up to `capacity` values (0: a rendezvous), with no members yet.
+    /// `capacity` is at most [`Channel::MAX_BUFFER`](crate::Channel::MAX_BUFFER) (the public
+    /// constructors refuse more), and the engine reserves no more than a small first piece of the
+    /// buffer's storage here: the rest grows as values are buffered.
     ///
     /// ```
     /// use cspnet_core::Carries;

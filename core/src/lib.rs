@@ -46,6 +46,7 @@ mod channel;
 mod claim;
 mod context;
 mod deadline;
+mod env;
 mod error;
 mod guard;
 mod loom;
@@ -66,8 +67,10 @@ pub use context::{
     discard_unstarted, end_dropped, flush_dropped_ends, run_body,
 };
 pub use deadline::Deadline;
+pub use env::{env_size, parse_size};
 pub use error::{
-    Cause, ChannelError, Failure, KillError, Outcome, ProcessError, next_in_stream, panic_message,
+    BufferError, Cause, ChannelError, ErrorText, Failure, KillError, Outcome, ProcessError,
+    next_in_stream, panic_message,
 };
 pub use guard::{Fallback, Policy};
 pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};

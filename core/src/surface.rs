@@ -15,8 +15,8 @@
 macro_rules! backend_surface {
     ($engine:ident, $krate:ident) => {
         pub use $crate::{
-            Backend, Carries, Cause, ChannelError, Exit, Failure, HeldEnd, KillError, Outcome,
-            ProcessError, ProcessId,
+            Backend, BufferError, Carries, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd,
+            KillError, Outcome, ProcessError, ProcessId,
         };
 
         #[doc = concat!("This backend's engine, under the name every backend uses: generic code \

@@ -149,14 +149,15 @@ impl Chan {
     ///
     /// # Panics
     ///
-    /// When the buffer does not fit in the segment.
+    /// When the record and the first piece of its buffer (at most 16 slots) do not fit in the
+    /// segment's heap at all: a segment far below the minimum size.
     pub(crate) fn new(name: Option<&str>, capacity: usize) -> Chan {
         let mut l = engine::lock(&[]);
         let off = match engine::new_channel(&mut l, capacity) {
             Ok(c) => c,
             Err(e) => panic!(
-                "cspnet-processes: a channel buffer of {capacity} values does not fit in the \
-                 shared segment ({e}); raise CSPNET_SHM_SIZE"
+                "cspnet-processes: a channel record does not fit in the shared segment ({e}); \
+                 raise CSPNET_SHM_SIZE"
             ),
         };
         Chan {
@@ -221,10 +222,11 @@ impl Chan {
         }
     }
 
-    /// A write: an operation with one output guard.
+    /// A write: an operation with one output guard. A value that cannot be encoded is an error
+    /// before anything is offered, so the channel is left as it was.
     #[inline]
     pub(crate) fn write<T: Serialize + 'static>(&self, value: T) -> Result<(), ChannelError> {
-        let encoded = codec::encode(value);
+        let encoded = codec::encode(value)?;
         let spec = Spec {
             chan: self.off,
             want: Want::Write(encoded.bytes()),

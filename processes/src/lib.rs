@@ -31,7 +31,8 @@
 //!   process holding it exits, even after `SIGKILL`; nothing appears in `/dev/shm`), mapped
 //!   `MAP_SHARED` on first use, before any fork. It is sparse: the default 256 MiB costs only the
 //!   pages actually touched. Set the size with `CSPNET_SHM_SIZE` (bytes, or with a `k`/`m`/`g`
-//!   suffix) or [`set_segment_size`] before the first channel. Its layout is in the crate's
+//!   suffix, at least `8k`; anything else is ignored with a warning on stderr naming the default
+//!   used instead) or [`set_segment_size`] before the first channel. Its layout is in the crate's
 //!   `README.md`.
 //! - **Channels** are records in that segment. Reads, writes and alternations take one robust,
 //!   process-shared mutex for a few hundred nanoseconds and sleep on a futex of their own, so a hop
@@ -111,10 +112,32 @@
 //! thread prints, `std::env` while another thread changes the environment, a library's global
 //! mutex. In a program with such threads, start processes with [`exec`] instead.
 //!
-//! A payload that serde cannot encode is a compile error, not a surprise at run time:
+//! A payload type that is not `Serialize + DeserializeOwned + Send` is a compile error:
 //!
 //! ```compile_fail
 //! let ch = cspnet_processes::Channel::<std::rc::Rc<u32>>::new();
+//! ```
+//!
+//! A value whose `Serialize` fails at run time (a hand-written impl returning an error, a map
+//! serde cannot size) is [`ChannelError::Unencodable`] from `write`, and from an alternation that
+//! offers it, before any guard commits: the value is not sent, the writer does not panic, and
+//! the channel works on (the other backends move values and never encode them).
+//!
+//! ```
+//! use cspnet_processes::{Channel, ChannelError};
+//!
+//! struct Refuses;
+//! impl serde::Serialize for Refuses {
+//!     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+//!         Err(serde::ser::Error::custom("not today"))
+//!     }
+//! }
+//! # impl<'de> serde::Deserialize<'de> for Refuses {
+//! #     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> { Ok(Refuses) }
+//! # }
+//! let ch = Channel::<Refuses>::with_buffer(1);
+//! let (w, _r) = (ch.writer(), ch.reader());
+//! assert!(matches!(w.write(Refuses), Err(ChannelError::Unencodable(_))));
 //! ```
 //!
 //! | | threads | processes |
@@ -297,8 +320,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Mobile<T> for Processes {
 }
 
 /// Sets the size in bytes of the shared-memory segment, before the first channel is made (it
-/// overrides `CSPNET_SHM_SIZE`; the default is 256 MiB, sparse). Returns `false` if the segment
-/// already exists, in which case nothing changes.
+/// overrides `CSPNET_SHM_SIZE`; the default is 256 MiB, sparse). A size below 8 KiB (the header
+/// and one page of heap) is raised to 8 KiB. Returns `false` if the segment already exists, in
+/// which case nothing changes.
 ///
 /// ```
 /// // Too late in a doctest that made no channel yet? No: this is the first use.

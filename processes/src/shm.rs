@@ -47,8 +47,11 @@ const TOUCH_ALL: u32 = u32::MAX;
 /// Tries before sleeping on a held segment lock.
 const SPINS: usize = 100;
 
-/// Environment variable: segment size in bytes (suffixes `k`, `m`, `g` accepted).
+/// Environment variable: segment size in bytes (suffixes `k`, `m`, `g` accepted). A value that
+/// does not parse or is below [`MIN_SIZE`] is ignored with a warning: the default is used.
 pub(crate) const ENV_SIZE: &str = "CSPNET_SHM_SIZE";
+/// The smallest segment: the header and one page of heap.
+pub(crate) const MIN_SIZE: usize = HEADER + 4096;
 /// Environment variable: the inherited memfd of a re-executed child.
 pub(crate) const ENV_FD: &str = "CSPNET_SHM_FD";
 
@@ -210,9 +213,12 @@ pub(crate) struct ChanRec {
     /// Reader and writer ends: a `cspnet_core::Membership`, field for field.
     pub(crate) readers: Word,
     pub(crate) writers: Word,
+    /// The most values the buffer holds.
     pub(crate) capacity: Word,
-    /// Ring of `capacity` [`SlotCell`]s.
+    /// Ring of `buf_cap` [`SlotCell`]s (`NIL` for a rendezvous): it starts small and doubles
+    /// when full, up to `capacity`, so a large buffer takes heap only as it fills.
     pub(crate) buf: Word,
+    pub(crate) buf_cap: Word,
     pub(crate) buf_head: Word,
     pub(crate) buf_len: Word,
     pub(crate) readq: List,
@@ -279,17 +285,6 @@ pub(crate) fn request_size(bytes: usize) -> bool {
     SEGMENT.get().is_none()
 }
 
-fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mul) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1usize << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (&s[..], 1),
-    };
-    num.trim().parse::<usize>().ok()?.checked_mul(mul)
-}
-
 /// The segment, created on first use (or attached, in a re-executed child).
 pub(crate) fn segment() -> &'static Segment {
     SEGMENT.get_or_init(|| {
@@ -302,12 +297,10 @@ pub(crate) fn segment() -> &'static Segment {
         let size = if requested > 0 {
             requested
         } else {
-            std::env::var(ENV_SIZE)
-                .ok()
-                .and_then(|s| parse_size(&s))
-                .unwrap_or(DEFAULT_SIZE)
+            cspnet_core::env_size("cspnet-processes", ENV_SIZE, MIN_SIZE, DEFAULT_SIZE)
         };
-        Segment::create(size.max(HEADER + 4096))
+        // Only `set_segment_size` can ask for less, and it documents the raise.
+        Segment::create(size.max(MIN_SIZE))
     })
 }
 

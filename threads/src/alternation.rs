@@ -7,7 +7,7 @@
 //! stays live until drained. The select is biased: it tries the guards in the order core's
 //! `Policy` chose, which is what makes `select` uniformly random and `fair_select` rotate.
 
-use crate::channel::{Control, Raw};
+use crate::channel::{Control, Raw, Room};
 use crossbeam_channel::{Receiver, Select, SelectedOperation, Sender};
 use cspnet_core::{ChannelError, ChannelState, Deadline, GuardStatus, live_guards};
 use std::cell::Cell;
@@ -29,6 +29,7 @@ trait Op {
 
 struct Input<'a, T> {
     control: &'a Control,
+    room: Option<&'a Room>,
     rx: Option<Receiver<T>>,
     slot: Cell<Option<&'a mut Option<T>>>,
 }
@@ -58,6 +59,9 @@ impl<T> Op for Input<'_, T> {
         let Ok(value) = op.recv(rx) else {
             return false;
         };
+        if let Some(room) = self.room {
+            room.freed();
+        }
         let slot = self.slot.take().expect("a guard commits once");
         *slot = Some(value);
         true
@@ -67,6 +71,9 @@ impl<T> Op for Input<'_, T> {
 struct Output<'a, T> {
     control: &'a Control,
     tx: Option<Sender<T>>,
+    /// A large buffer's limit and its token's receiver: the guard waits for the token, then
+    /// sends on the unbounded channel, which never waits.
+    room: Option<(&'a Room, Option<Receiver<()>>)>,
     slot: Cell<Option<&'a mut Option<T>>>,
 }
 
@@ -78,14 +85,14 @@ impl<T> Op for Output<'_, T> {
         false
     }
     fn has_endpoint(&self) -> bool {
-        self.tx.is_some()
+        self.tx.is_some() && !matches!(self.room, Some((_, None)))
     }
     fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
-        sel.send(
-            self.tx
-                .as_ref()
-                .expect("only guards with an endpoint are registered"),
-        )
+        const LENT: &str = "only guards with an endpoint are registered";
+        match &self.room {
+            Some((_, token)) => sel.recv(token.as_ref().expect(LENT)),
+            None => sel.send(self.tx.as_ref().expect(LENT)),
+        }
     }
     fn complete(&self, op: SelectedOperation<'_>) -> bool {
         let tx = self
@@ -94,7 +101,21 @@ impl<T> Op for Output<'_, T> {
             .expect("only guards with an endpoint are registered");
         let slot = self.slot.take().expect("a guard commits once");
         let value = slot.take().expect("an output guard offers a value");
-        match op.send(tx, value) {
+        let sent = match &self.room {
+            Some((room, token)) => {
+                let token = token.as_ref().expect("registered with its token receiver");
+                if op.recv(token).is_err() {
+                    // No reader is left to make room: the value stays the alternation's.
+                    *slot = Some(value);
+                    self.slot.set(Some(slot));
+                    return false;
+                }
+                room.took();
+                tx.send(value)
+            }
+            None => op.send(tx, value),
+        };
+        match sent {
             Ok(()) => true,
             Err(back) => {
                 // Not delivered: the value stays the alternation's.
@@ -109,6 +130,7 @@ impl<T> Op for Output<'_, T> {
 pub(crate) fn input<'a, T: Send + 'static>(raw: &'a Raw<T>, slot: &'a mut Option<T>) -> Guard<'a> {
     Guard(Box::new(Input {
         control: &raw.control,
+        room: raw.ends.room.as_ref(),
         rx: raw.ends.receiver(),
         slot: Cell::new(Some(slot)),
     }))
@@ -118,6 +140,7 @@ pub(crate) fn output<'a, T: Send + 'static>(raw: &'a Raw<T>, slot: &'a mut Optio
     Guard(Box::new(Output {
         control: &raw.control,
         tx: raw.ends.sender(),
+        room: raw.ends.room.as_ref().map(|room| (room, room.receiver())),
         slot: Cell::new(Some(slot)),
     }))
 }

@@ -22,6 +22,9 @@ mod api_shape {
         let _: fn() -> csp::Channel<u32> = csp::Channel::<u32>::new;
         let _: fn(&str) -> csp::Channel<u32> = csp::Channel::<u32>::named;
         let _: fn(usize) -> csp::Channel<u32> = csp::Channel::<u32>::with_buffer;
+        let _: fn(usize) -> Result<csp::Channel<u32>, csp::BufferError> =
+            csp::Channel::<u32>::try_with_buffer;
+        let _: usize = csp::Channel::<u32>::MAX_BUFFER;
         let _: fn(&csp::Channel<u32>) -> csp::Reader<u32> = csp::Channel::<u32>::reader;
         let _: fn(&csp::Channel<u32>) -> csp::Writer<u32> = csp::Channel::<u32>::writer;
         let _: fn(&csp::Channel<u32>) = csp::Channel::<u32>::poison;
@@ -143,6 +146,132 @@ mod rendezvous {
         .unwrap();
         let expected: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         assert_eq!(out[1].as_ref().unwrap(), &expected);
+    }
+}
+
+/// One buffer-size rule on every backend: any buffer up to `Channel::MAX_BUFFER` values is made at
+/// once and takes storage only as it fills; a larger one is refused with `BufferError::TooLarge`
+/// (`try_with_buffer`) or a panic naming the limit (`with_buffer`).
+mod buffer_rule {
+    use super::csp;
+    use cspnet_core::BufferError;
+
+    #[test]
+    fn a_huge_buffer_is_made_without_its_storage_and_works() {
+        // Reserving either up front would take terabytes: the test would not finish.
+        for n in [1usize << 40, csp::Channel::<u64>::MAX_BUFFER] {
+            let c = csp::Channel::<u64>::try_with_buffer(n).expect("within the limit");
+            let (w, r) = (c.writer(), c.reader());
+            for i in 0..3 {
+                w.write(i).unwrap();
+            }
+            for i in 0..3 {
+                assert_eq!(r.read(), Ok(i), "buffer of {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_buffer_over_the_limit_is_refused_naming_the_limit() {
+        let max = csp::Channel::<u64>::MAX_BUFFER;
+        for n in [max + 1, usize::MAX] {
+            assert_eq!(
+                csp::Channel::<u64>::try_with_buffer(n).err(),
+                Some(BufferError::TooLarge { requested: n, max })
+            );
+            let refused = std::panic::catch_unwind(|| csp::Channel::<u64>::with_buffer(n));
+            let message =
+                cspnet_core::panic_message(refused.expect_err("the buffer was accepted").as_ref());
+            assert!(
+                message.contains(&format!("at most {max} values")),
+                "unclear refusal: {message}"
+            );
+        }
+    }
+
+    /// A buffer large enough to grow as it fills (on threads: past the size crossbeam reserves
+    /// whole) still holds exactly n values, and writers waiting for room, plain or alting, are
+    /// woken by reads, plain or alting.
+    #[test]
+    fn a_large_buffer_holds_exactly_n_and_wakes_its_writers() {
+        const N: u32 = 10_000;
+        let c = csp::Channel::<u32>::with_buffer(N as usize);
+        let full = csp::Channel::<u32>::new();
+        let (w, r, full_w, full_r) = (c.writer(), c.reader(), full.writer(), full.reader());
+        let out = csp::parallel([
+            csp::process(move || {
+                for i in 0..N {
+                    w.write(i)?; // no reader reads yet
+                }
+                let extra = csp::Alternation::new()
+                    .output(&w, N, || 1u32)
+                    .skip(|| 0)
+                    .pri_select()?;
+                full_w.write(extra)?;
+                for i in N..2 * N {
+                    if i % 2 == 0 {
+                        w.write(i)?;
+                    } else {
+                        csp::Alternation::new().output(&w, i, || ()).select()?;
+                    }
+                }
+                Ok(0)
+            }),
+            csp::process(move || {
+                let extra = full_r.read()?;
+                for i in 0..2 * N {
+                    let v = if i % 2 == 0 {
+                        r.read()?
+                    } else {
+                        csp::Alternation::new().input(&r, |v| v).select()?
+                    };
+                    if v != i {
+                        return Ok(1_000_000 + i); // out of order or lost
+                    }
+                }
+                Ok(extra)
+            }),
+        ])
+        .unwrap();
+        assert_eq!(out, vec![Ok(0), Ok(0)], "a full buffer took an extra value");
+    }
+
+    /// A writer waiting for room in a full large buffer is woken by poison, and by the last
+    /// reader leaving, with the error that says which.
+    #[test]
+    fn a_writer_waiting_for_room_sees_poison_and_retirement() {
+        const N: u32 = 10_000;
+        for poison in [true, false] {
+            let c = csp::Channel::<u32>::with_buffer(N as usize);
+            let full = csp::Channel::<u32>::new();
+            let (w, r, full_w, full_r) = (c.writer(), c.reader(), full.writer(), full.reader());
+            let out = csp::parallel([
+                csp::process(move || {
+                    for i in 0..N {
+                        w.write(i)?;
+                    }
+                    full_w.write(0)?;
+                    Ok(match w.write(N) {
+                        Err(e) if e.is_poisoned() => 1,
+                        Err(e) if e.is_retired() => 2,
+                        Err(_) => 3,
+                        Ok(()) => 0,
+                    })
+                }),
+                csp::process(move || {
+                    full_r.read()?;
+                    if poison {
+                        r.poison();
+                    } else {
+                        r.retire();
+                    }
+                    Ok(0)
+                }),
+            ])
+            .unwrap();
+            let expected = if poison { 1 } else { 2 };
+            assert_eq!(out, vec![Ok(expected), Ok(0)], "poison: {poison}");
+        }
     }
 }
 
