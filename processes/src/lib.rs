@@ -74,7 +74,10 @@
 //! libraries holding locks, a simulator that must start fresh). Register the functions a child may
 //! run and call [`Registry::init`] first thing in `main`; `exec("name", args)` gives a [`Process`]
 //! whose arguments (channel ends among them) are serde-encoded, and whose command-line arguments,
-//! environment and directory you can set with [`ExecOptions`]:
+//! environment, directory, stdout, stderr and start timeout you can set with [`ExecOptions`]. The
+//! child is the running binary (`/proc/self/exe`, even after a rebuild replaced its file), the
+//! types `exec::<A, R>` names are checked against the registered function's, and nothing the child
+//! starts in turn inherits the shared segment or cspnet's variables:
 //!
 //! ```no_run
 //! use cspnet_processes::{Channel, ExecOptions, Outcome, Reader, Registry, exec, parallel, process};
