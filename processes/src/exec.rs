@@ -42,7 +42,8 @@ use std::time::Duration;
 /// counts as `T`, and `&str` as `String`): otherwise the process does not run and fails with
 /// `Cause::CouldNotStart` naming the function and both signatures, e.g. "function 'double' takes
 /// u32 and returns u32, but exec was called with String -> u32". So does an unregistered `func`.
-/// Channel ends sent to a process that did not run are poisoned.
+/// Channel ends sent to a process that did not run are poisoned. To have the compiler check the
+/// types instead, start it through an [`ExecFn`].
 ///
 /// ```no_run
 /// use cspnet_processes::{Channel, ExecOptions, Outcome, Reader, Registry, exec, parallel};
@@ -300,6 +301,101 @@ where
     }
 }
 
+/// A function for [`exec`] together with its name and types, made once as a `const`: registering
+/// it with [`Registry::register_fn`] and starting it with [`ExecFn::exec`] cannot disagree on the
+/// name, and a wrong argument type is a compile error rather than a start that fails.
+///
+/// ```no_run
+/// use cspnet_processes::{ExecFn, Outcome, Registry, sequence};
+///
+/// fn double(x: u32) -> Outcome<u32> {
+///     Ok(2 * x)
+/// }
+/// const DOUBLE: ExecFn<u32, u32> = ExecFn::new("double", double);
+///
+/// fn main() {
+///     Registry::new().register_fn(DOUBLE).init();
+///     let out = sequence([DOUBLE.exec(21)]).unwrap();
+///     assert_eq!(out[0], Ok(42));
+/// }
+/// ```
+pub struct ExecFn<A, R> {
+    name: &'static str,
+    f: fn(A) -> Outcome<R>,
+}
+
+impl<A, R> Clone for ExecFn<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for ExecFn<A, R> {}
+
+impl<A, R> std::fmt::Debug for ExecFn<A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ExecFn({:?}: {} -> {})",
+            self.name,
+            short_type(type_name::<A>()),
+            short_type(type_name::<R>())
+        )
+    }
+}
+
+impl<A, R> ExecFn<A, R> {
+    /// The function `f`, to be registered and started under `name`.
+    ///
+    /// ```
+    /// use cspnet_processes::{ExecFn, Outcome};
+    /// fn greet(who: String) -> Outcome<String> { Ok(format!("hello {who}")) }
+    /// const GREET: ExecFn<String, String> = ExecFn::new("greet", greet);
+    /// assert_eq!(GREET.name(), "greet");
+    /// ```
+    pub const fn new(name: &'static str, f: fn(A) -> Outcome<R>) -> Self {
+        ExecFn { name, f }
+    }
+
+    /// The name it is registered and started under.
+    ///
+    /// ```
+    /// use cspnet_processes::{ExecFn, Outcome};
+    /// fn one(_: ()) -> Outcome<u8> { Ok(1) }
+    /// assert_eq!(ExecFn::new("one", one).name(), "one");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<A, R> ExecFn<A, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// A process that runs this function in a fresh copy of the program: [`exec`] with the types
+    /// fixed, so an argument of another type does not compile.
+    ///
+    /// ```
+    /// use cspnet_processes::{ExecFn, ExecOptions, Outcome};
+    /// fn double(x: u32) -> Outcome<u32> { Ok(2 * x) }
+    /// const DOUBLE: ExecFn<u32, u32> = ExecFn::new("double", double);
+    /// let p = DOUBLE.exec(21).arg("--fast"); // not started: a doctest has no Registry::init
+    /// # drop(p);
+    /// ```
+    ///
+    /// ```compile_fail
+    /// use cspnet_processes::{ExecFn, Outcome};
+    /// fn double(x: u32) -> Outcome<u32> { Ok(2 * x) }
+    /// const DOUBLE: ExecFn<u32, u32> = ExecFn::new("double", double);
+    /// let p = DOUBLE.exec("ten".to_string()); // a String for a u32: does not compile
+    /// ```
+    pub fn exec(&self, args: A) -> Process<R> {
+        exec::<A, R>(self.name, args)
+    }
+}
+
 type Runner = Box<dyn Fn(&[u8], ProcessContext) -> Result<Vec<u8>, Cause>>;
 
 /// A registered function: its name, its argument and result types (`type_name`), how to run it.
@@ -379,6 +475,23 @@ impl Registry {
             }),
         });
         self
+    }
+
+    /// Registers the typed function `f` (see [`ExecFn`]): the same as
+    /// [`register`](Self::register) with its name and function.
+    ///
+    /// ```
+    /// use cspnet_processes::{ExecFn, Outcome, Registry};
+    /// fn double(x: u32) -> Outcome<u32> { Ok(2 * x) }
+    /// const DOUBLE: ExecFn<u32, u32> = ExecFn::new("double", double);
+    /// assert!(Registry::new().register_fn(DOUBLE).contains("double"));
+    /// ```
+    pub fn register_fn<A, R>(self, f: ExecFn<A, R>) -> Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        self.register(f.name, f.f)
     }
 
     /// Whether a function is registered under `name`.

@@ -156,7 +156,7 @@ mod shm;
 pub(crate) static SEGMENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(target_os = "linux")]
-pub use exec::{ExecOptions, Registry, exec};
+pub use exec::{ExecFn, ExecOptions, Registry, exec};
 
 /// A forked child runs on the thread that forked it, so the process context lives in a thread-local.
 #[cfg(target_os = "linux")]

@@ -23,8 +23,8 @@ fn main() {
 mod linux {
     use cspnet_core::Cause;
     use cspnet_processes::{
-        Channel, ChannelError, ExecOptions, Outcome, Reader, Registry, Writer, exec, parallel,
-        process, sequence,
+        Channel, ChannelError, ExecFn, ExecOptions, Outcome, Reader, Registry, Writer, exec,
+        parallel, process, sequence,
     };
     use std::collections::BTreeSet;
     use std::io::{Read, Seek};
@@ -207,6 +207,13 @@ mod linux {
         Ok(2 * x)
     }
 
+    fn triple(x: u32) -> Outcome<u32> {
+        Ok(3 * x)
+    }
+
+    /// Registered and started through its typed handle.
+    const TRIPLE: ExecFn<u32, u32> = ExecFn::new("triple", triple);
+
     /// The child's whole environment.
     fn environment(_: ()) -> Outcome<Vec<(String, String)>> {
         Ok(std::env::vars().collect())
@@ -377,6 +384,8 @@ mod linux {
         .unwrap();
         assert_eq!(out[0], Ok(14));
         assert_gone(out[1].unwrap());
+        // Through a typed handle the types are the function's (a String does not compile).
+        assert_eq!(sequence([TRIPLE.exec(5)]).unwrap(), vec![Ok(15)]);
     }
 
     fn check_stdout_and_stderr_go_where_asked() {
@@ -507,6 +516,7 @@ mod linux {
             .register("shout", shout)
             .register("probe_grandchild", probe_grandchild)
             .register("nested_probe", nested_probe)
+            .register_fn(TRIPLE)
             .init();
         if std::env::args().nth(1).as_deref() == Some("--replaced-self") {
             replaced_self();
