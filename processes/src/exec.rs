@@ -189,8 +189,10 @@ pub trait ExecOptions: Sized {
     /// ```
     fn current_dir(self, dir: impl AsRef<Path>) -> Self;
 
-    /// Where a re-executed child's standard output goes: a file (`Stdio::from(file)`),
-    /// `Stdio::null()`, a pipe. By default it is the parent's.
+    /// Where a re-executed child's standard output goes: a `File` (or `Stdio::from(file)`),
+    /// `Stdio::null()`, the writing end of a `std::io::pipe()`. By default it is the parent's.
+    /// (`Stdio::piped()` is no use here: nothing hands you the other end, so the child's writes
+    /// fail.)
     ///
     /// # Panics
     ///
