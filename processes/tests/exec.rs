@@ -148,9 +148,19 @@ mod linux {
         kids
     }
 
-    /// After each check: no child process (so no zombie), no thread but main, no cspnet file in
-    /// /dev/shm. Threads and processes are observed through /proc, polled until a deadline.
+    /// After each check: no descriptor open but the run's own and the segment's, none of them
+    /// inherited by a program started now, no child process (so no zombie), no thread but main,
+    /// no cspnet file in /dev/shm. Threads and processes are observed through /proc, polled until
+    /// a deadline.
     fn assert_nothing_left() {
+        let baseline = BASELINE.get().expect("main records the baseline");
+        let open: Vec<String> = own_fds()
+            .difference(baseline)
+            .filter(|fd| !fd.contains("memfd:cspnet"))
+            .cloned()
+            .collect();
+        assert!(open.is_empty(), "descriptors left open: {open:?}");
+        assert_inherited_nothing("a program started after the check", &run_probe());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let kids = children();
