@@ -7,10 +7,13 @@
 //! so it knows which channels the child holds; if the child's ipc-channel closes without a report,
 //! the parent reaps it with `waitpid` on its pid, poisons those channels, and reports the crash.
 //!
-//! A re-executed child (`exec.rs`) is started by [`exec_start`]: `current_exe()` with the caller's
-//! arguments, environment and directory, plus the bootstrap server's name ([`ENV_BOOT`]) and the
-//! segment's memfd, whose `FD_CLOEXEC` flag is cleared in the child only. It reports over the
-//! same kind of ipc-channel, and is joined the same way.
+//! A re-executed child (`exec.rs`) is started by [`exec_start`]: `/proc/self/exe` (the running
+//! binary, even if its file was replaced or deleted since) with the caller's arguments,
+//! environment, directory and stdio, plus the bootstrap server's name ([`ENV_BOOT`]) and the
+//! segment's memfd, whose `FD_CLOEXEC` flag is cleared in that child only. The child takes both
+//! out of its environment and sets `FD_CLOEXEC` again as it attaches ([`take_exec_bootstrap`]),
+//! so nothing it starts inherits them. A child that has not said hello within its start timeout
+//! is killed and reaped. It reports over the same kind of ipc-channel, and is joined the same way.
 //!
 //! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
 
@@ -28,12 +31,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The body of a closure process.
 pub(crate) type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
@@ -52,24 +56,44 @@ pub(crate) enum Msg {
 /// Environment variable: the bootstrap server a re-executed child connects to.
 pub(crate) const ENV_BOOT: &str = "CSPNET_EXEC_SERVER";
 
+/// How long a re-executed child may take to say hello unless `ExecOptions::start_timeout` says.
+pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What a re-executed child is asked to run.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Job {
     pub(crate) func: String,
+    /// `std::any::type_name` of the argument and result types `exec` was called with: the child
+    /// checks them against the registered function's (parent and child are the same binary, so
+    /// the names agree exactly when the types do).
+    pub(crate) arg_type: String,
+    pub(crate) result_type: String,
     pub(crate) args: Vec<u8>,
     pub(crate) id: u64,
     pub(crate) name: String,
 }
 
+/// One change to a re-executed child's environment, applied in the order given.
+pub(crate) enum EnvOp {
+    Set(OsString, OsString),
+    Remove(OsString),
+    Clear,
+}
+
 /// A process to be started by re-executing the program.
 pub(crate) struct ExecSpec {
     pub(crate) func: String,
+    pub(crate) arg_type: &'static str,
+    pub(crate) result_type: &'static str,
     pub(crate) args: Vec<u8>,
     /// Channel handles serialized into `args` (joined on the child's behalf).
     pub(crate) held: Vec<(u64, Role)>,
     pub(crate) argv: Vec<OsString>,
-    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) env: Vec<EnvOp>,
     pub(crate) dir: Option<PathBuf>,
+    pub(crate) stdout: Option<Stdio>,
+    pub(crate) stderr: Option<Stdio>,
+    pub(crate) start_timeout: Duration,
 }
 
 impl ExecSpec {
@@ -237,17 +261,31 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
         Ok(s) => s,
         Err(e) => return fail(held, format!("no bootstrap server: {e}")),
     };
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => return fail(held, format!("cannot find the current executable: {e}")),
-    };
-    let mut cmd = Command::new(exe);
-    cmd.args(&spec.argv)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env(ENV_BOOT, &server_name)
+    // Not `current_exe()`: that is a path, which names another program (or nothing) once the
+    // binary is rebuilt or deleted; `/proc/self/exe` is the running binary itself.
+    let mut cmd = Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(&spec.argv);
+    for op in &spec.env {
+        match op {
+            EnvOp::Set(k, v) => cmd.env(k, v),
+            EnvOp::Remove(k) => cmd.env_remove(k),
+            EnvOp::Clear => cmd.env_clear(),
+        };
+    }
+    // After the caller's changes, so that `env_clear` cannot remove them.
+    cmd.env(ENV_BOOT, &server_name)
         .env(shm::ENV_FD, seg.fd().to_string());
     if let Some(dir) = &spec.dir {
         cmd.current_dir(dir);
+    }
+    if let Some(out) = spec.stdout.take() {
+        cmd.stdout(out);
+    }
+    if let Some(err) = spec.stderr.take() {
+        cmd.stderr(err);
     }
     let fd = seg.fd();
     // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
@@ -267,69 +305,129 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     };
     let pid = child.id() as libc::pid_t;
     drop(child); // we reap by pid
+    drop(cmd); // closes our copies of the stdio files given for the child
 
-    // Accept the child's hello without hanging if it dies before connecting.
+    match hello(pid, server, &server_name, spec.start_timeout) {
+        Ok((rx, job_tx)) => {
+            let job = Job {
+                func: std::mem::take(&mut spec.func),
+                arg_type: spec.arg_type.to_owned(),
+                result_type: spec.result_type.to_owned(),
+                args: std::mem::take(&mut spec.args),
+                id: ctx.id().as_u64(),
+                name: ctx.name().to_owned(),
+            };
+            if job_tx.send(job).is_err() {
+                // The child is gone; joining will reap it and report the crash.
+            }
+            Ok(Child {
+                pid,
+                rx,
+                held,
+                names: HashMap::new(),
+                ledger: None,
+            })
+        }
+        // The child is reaped already.
+        Err(why) => fail(held, why),
+    }
+}
+
+/// Waits for the hello of the re-executed child `pid` on `server`: its report channel and where
+/// to send its job. If it dies first, or has not said hello within `timeout` (then it is killed),
+/// it is reaped and the error says why. The thread that accepts is joined either way.
+fn hello(
+    pid: libc::pid_t,
+    server: IpcOneShotServer<Msg>,
+    server_name: &str,
+    timeout: Duration,
+) -> Result<(IpcReceiver<Msg>, IpcSender<Job>), String> {
+    // `accept` blocks until a client connects and sends, so it gets a thread of its own, and
+    // this one watches the child and the clock.
     let (acc_tx, acc_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = acc_tx.send(server.accept());
-    });
-    let accepted = loop {
-        match acc_rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(r) => break Some(r),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+    let accepter = std::thread::Builder::new()
+        .name("cspnet-exec-hello".into())
+        .spawn(move || {
+            let _ = acc_tx.send(server.accept());
+        });
+    let accepter = match accepter {
+        Ok(handle) => handle,
+        Err(e) => {
+            kill_and_reap(pid);
+            return Err(format!("no thread to accept the child's hello: {e}"));
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let outcome = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match acc_rx.recv_timeout(left.min(Duration::from_millis(20))) {
+            Ok(Ok((rx, Msg::Hello { job }))) => break Ok((rx, job)),
+            Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                kill_and_reap(pid);
+                break Err("the child's bootstrap handshake failed".to_owned());
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let mut status = 0;
                 // SAFETY: waitpid on our own child's pid, without blocking.
                 if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-                    // Unblock the accepting thread, then report.
-                    let _ = IpcSender::<Msg>::connect(server_name.clone());
-                    return fail(
-                        held,
-                        format!(
-                            "the program {} (did main call Registry::init?)",
-                            describe(status).replace(" before reporting", " before connecting")
-                        ),
-                    );
+                    break Err(format!(
+                        "the program {} (did main call Registry::init?)",
+                        describe(status).replace(" before reporting", " before connecting")
+                    ));
+                }
+                if Instant::now() >= deadline {
+                    kill_and_reap(pid);
+                    break Err(format!(
+                        "the program (pid {pid}) did not start within its start timeout of \
+                         {timeout:?} (ExecOptions::start_timeout), so it was killed; does main \
+                         call Registry::init first thing?"
+                    ));
                 }
             }
         }
     };
-    let (rx, job_tx) = match accepted {
-        Some(Ok((rx, Msg::Hello { job }))) => (rx, job),
-        _ => {
-            reap(pid);
-            return fail(held, "the child's bootstrap handshake failed".into());
-        }
-    };
-    let job = Job {
-        func: std::mem::take(&mut spec.func),
-        args: std::mem::take(&mut spec.args),
-        id: ctx.id().as_u64(),
-        name: ctx.name().to_owned(),
-    };
-    if job_tx.send(job).is_err() {
-        // The child is gone; joining will reap it and report the crash.
+    if outcome.is_err() {
+        // Unblock `accept` if it still waits: a connection that closes at once ends it (and the
+        // child, if it had connected, is dead, which closes its connection too).
+        let _ = IpcSender::<Msg>::connect(server_name.to_owned());
     }
-    Ok(Child {
-        pid,
-        rx,
-        held,
-        names: HashMap::new(),
-        ledger: None,
-    })
+    let _ = accepter.join();
+    outcome
 }
 
-/// In a re-executed child: the bootstrap server's name, taken out of the environment so that it
-/// does not leak into processes this child starts. `None` in any other process.
+/// Kills our child `pid` (it may have ended already) and reaps it.
+fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: kill on our own child's pid, which is not reaped yet, so it cannot name another
+    // process.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    reap(pid);
+}
+
+/// What a re-executed child was started with: the bootstrap server's name and the segment's fd.
+pub(crate) struct Bootstrap {
+    pub(crate) server: String,
+    pub(crate) fd: Option<RawFd>,
+}
+
+/// In a re-executed child: the bootstrap server's name and the inherited segment fd, both taken
+/// out of the environment so that they do not leak into processes this child starts. `None` in
+/// any other process (whatever `CSPNET_SHM_FD` says there: only an exec child attaches).
 ///
 /// Call it only from [`Registry::init`](crate::Registry::init), which the program calls first
 /// thing in `main`, before it starts any thread.
-pub(crate) fn take_exec_bootstrap() -> Option<String> {
+pub(crate) fn take_exec_bootstrap() -> Option<Bootstrap> {
     let server = std::env::var_os(ENV_BOOT)?;
+    let fd = std::env::var(shm::ENV_FD).ok().and_then(|s| s.parse().ok());
     // SAFETY: `Registry::init` runs first thing in main, before the program starts threads, so
     // nothing reads the environment concurrently (its documented contract).
-    unsafe { std::env::remove_var(ENV_BOOT) };
-    Some(server.to_string_lossy().into_owned())
+    unsafe {
+        std::env::remove_var(ENV_BOOT);
+        std::env::remove_var(shm::ENV_FD);
+    }
+    Some(Bootstrap {
+        server: server.to_string_lossy().into_owned(),
+        fd,
+    })
 }
 
 /// What a re-executed child does first, as a forked one does: die with its parent, set up its
@@ -499,6 +597,13 @@ fn wait_for(child: Child, on_crash: Leave, killed: &AtomicBool) -> (Report, Vec<
     }
     let how = reap(child.pid);
     match report {
+        // A re-executed child that did not run its function (not registered, mismatched types)
+        // never took up the ends it was sent.
+        Some(Err(Cause::CouldNotStart(why))) => {
+            child.ledger.map(ledger::close);
+            poison_held(&child.held);
+            (Err(Cause::CouldNotStart(why)), Vec::new())
+        }
         Some(r) => {
             child.ledger.map(ledger::close);
             (r, held_at_panic)

@@ -75,7 +75,10 @@
 //! libraries holding locks, a simulator that must start fresh). Register the functions a child may
 //! run and call [`Registry::init`] first thing in `main`; `exec("name", args)` gives a [`Process`]
 //! whose arguments (channel ends among them) are serde-encoded, and whose command-line arguments,
-//! environment and directory you can set with [`ExecOptions`]:
+//! environment, directory, stdout, stderr and start timeout you can set with [`ExecOptions`]. The
+//! child is the running binary (`/proc/self/exe`, even after a rebuild replaced its file), the
+//! types `exec::<A, R>` names are checked against the registered function's, and nothing the child
+//! starts in turn inherits the shared segment or cspnet's variables:
 //!
 //! ```no_run
 //! use cspnet_processes::{Channel, ExecOptions, Outcome, Reader, Registry, exec, parallel, process};
@@ -178,7 +181,7 @@ mod shm;
 pub(crate) static SEGMENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(target_os = "linux")]
-pub use exec::{ExecOptions, Registry, exec};
+pub use exec::{ExecFn, ExecOptions, Registry, exec};
 
 /// A forked child runs on the thread that forked it, so the process context lives in a thread-local.
 #[cfg(target_os = "linux")]

@@ -285,14 +285,10 @@ pub(crate) fn request_size(bytes: usize) -> bool {
     SEGMENT.get().is_none()
 }
 
-/// The segment, created on first use (or attached, in a re-executed child).
+/// The segment, created on first use (a re-executed child has attached its parent's already, in
+/// [`attach_inherited`]).
 pub(crate) fn segment() -> &'static Segment {
     SEGMENT.get_or_init(|| {
-        if let Some(fd) = std::env::var(ENV_FD).ok().and_then(|s| s.parse().ok())
-            && let Some(seg) = Segment::attach(fd)
-        {
-            return seg;
-        }
         let requested = REQUESTED_SIZE.load(Ordering::Relaxed);
         let size = if requested > 0 {
             requested
@@ -302,6 +298,20 @@ pub(crate) fn segment() -> &'static Segment {
         // Only `set_segment_size` can ask for less, and it documents the raise.
         Segment::create(size.max(MIN_SIZE))
     })
+}
+
+/// In a re-executed child: maps the parent's segment from the inherited memfd `fd` (named by
+/// [`ENV_FD`], which the caller has already taken out of the environment), and marks `fd`
+/// close-on-exec again, so that programs this child starts do not inherit it. `false` if `fd`
+/// does not hold a segment or this process has one already.
+///
+/// Only the exec bootstrap calls this: a program that merely finds `CSPNET_SHM_FD` in its
+/// environment never joins a segment through it.
+pub(crate) fn attach_inherited(fd: RawFd) -> bool {
+    // SAFETY: fcntl(F_SETFD) on an fd number: it fails harmlessly (EBADF) if the number is not
+    // open; if it is, only its close-on-exec flag changes.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    SEGMENT.get().is_none() && Segment::attach(fd).is_some_and(|seg| SEGMENT.set(seg).is_ok())
 }
 
 /// The segment if this process has one already (no creation).
