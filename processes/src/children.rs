@@ -12,6 +12,22 @@
 //! segment's memfd, whose `FD_CLOEXEC` flag is cleared in the child only. It reports over the
 //! same kind of ipc-channel, and is joined the same way.
 //!
+//! Fork safety and orphans are handled here too (the crate docs give the rules):
+//!
+//! - **stdio across `fork`**: [`fork_start`] holds std's `stdout` and `stderr` locks across the
+//!   `fork` (the `pthread_atfork` pattern), so no other thread is half-way through a print; the
+//!   child's only thread is the one that owns them, and it releases them.
+//! - **A multi-threaded parent** is detected at each fork (`/proc/self/task`, less the threads
+//!   cspnet runs itself, registered with [`OwnThread`]) and warned about once per program, naming
+//!   `exec` as the remedy; `CSPNET_FORK_WARNING=off` or `set_fork_warning(false)` silences it.
+//! - **No orphans**: before its first child, a supervising process forks a *watchdog* that leads a
+//!   process group of its own and blocks reading a pipe whose write end only the supervisor holds.
+//!   Every child joins that group, and so does everything the child starts; when the supervisor
+//!   ends (normally or by `SIGKILL`) the pipe reads end-of-file and the watchdog kills the whole
+//!   group. `CSPNET_ORPHAN_GUARD=off` or `set_orphan_guard(false)` keeps children in the caller's
+//!   group instead, with `PR_SET_PDEATHSIG` (direct children only, and tied to the thread that
+//!   forked them) as the fallback.
+//!
 //! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
 
 use crate::ThreadSlot;
@@ -30,8 +46,9 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// The body of a closure process.
@@ -92,6 +109,9 @@ pub struct Child {
     pub(crate) pid: libc::pid_t,
     pub(crate) rx: IpcReceiver<Msg>,
     pub(crate) held: Vec<(u64, Role)>,
+    /// The thread that started it, when the child dies with that thread (`PR_SET_PDEATHSIG`, the
+    /// orphan guard being off): a `SIGKILL` is then explained by that thread's end.
+    pub(crate) starter: Option<Starter>,
 }
 
 /// Serialises our forks: the report channel's sending end exists in the parent only while the lock
@@ -104,31 +124,46 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     ctx: ProcessContext,
     body: Body<T>,
 ) -> Result<Child, Cause> {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    warn_if_threaded();
     warm_up_ipc();
     let guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let refuse = |guard, body, why: String| {
+        drop(guard);
+        discard_unstarted::<ThreadSlot, _>(vec![body]);
+        Err(Cause::CouldNotStart(why))
+    };
+    let keep = match orphan_guard() {
+        Ok(keep) => keep,
+        Err(why) => return refuse(guard, body, why),
+    };
     let (tx, rx) = match ipc::channel::<Msg>() {
         Ok(pair) => pair,
-        Err(e) => {
-            drop(guard);
-            discard_unstarted::<ThreadSlot, _>(vec![body]);
-            return Err(Cause::CouldNotStart(format!(
-                "no ipc-channel for the report: {e}"
-            )));
-        }
+        Err(e) => return refuse(guard, body, format!("no ipc-channel for the report: {e}")),
     };
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
+    // Held across the fork, so no other thread is half-way through a print: in the child, whose
+    // only thread is this one (their owner, by thread id), they are released at once.
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let _ = out.flush();
+    let _ = err.flush();
     // SAFETY: fork is safe to call; in the child we only run the body on this thread and leave
-    // with _exit (see the crate docs on fork hazards). No lock of ours is held across it except
-    // FORK_LOCK, whose guard the child drops first.
+    // with _exit (see the crate docs on fork hazards). The locks held across it are FORK_LOCK and
+    // std's stdio locks, all owned by this thread, which the child releases first.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        drop(guard);
-        child_main::<T>(parent, tx, ctx, body);
+        drop((out, err, guard));
+        child_main::<T>(parent, keep, tx, ctx, body);
     }
+    drop((out, err));
     drop(tx);
+    if let (Keep::Group(pgid), true) = (keep, pid > 0) {
+        // The child joins the group itself too; doing it here as well means it is in the group
+        // when we return, whether or not it has run yet (the shells' way).
+        // SAFETY: setpgid on our own child, which has not called exec.
+        unsafe { libc::setpgid(pid, pgid) };
+    }
     drop(guard);
     if pid < 0 {
         let e = std::io::Error::last_os_error();
@@ -136,7 +171,13 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
         return Err(Cause::CouldNotStart(format!("fork failed: {e}")));
     }
     let held = census_drop(body);
-    Ok(Child { pid, rx, held })
+    let starter = matches!(keep, Keep::DeathSignal).then(Starter::current);
+    Ok(Child {
+        pid,
+        rx,
+        held,
+        starter,
+    })
 }
 
 /// Runs ipc-channel's lazy initialisation (its send-buffer size is a `LazyLock` set on the first
@@ -152,15 +193,35 @@ fn warm_up_ipc() {
     });
 }
 
-/// Things every child does first: die with its parent, forget the parent's per-thread state.
-pub(crate) fn child_setup(parent: libc::pid_t) {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; getppid has no preconditions.
+/// What a forked child does first: join its parent's watchdog group (or ask to die with the
+/// forking thread), leave at once if the parent is already gone, drop the parent's watchdog pipe,
+/// forget the parent's per-thread state.
+fn child_setup(parent: libc::pid_t, keep: Keep) {
+    // SAFETY: setpgid, prctl and getppid take plain values; _exit ends the process.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        match keep {
+            Keep::Group(pgid) => {
+                libc::setpgid(0, pgid);
+            }
+            Keep::DeathSignal => {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
+        }
         if libc::getppid() != parent {
-            libc::_exit(1); // the parent died before we could ask to die with it
+            libc::_exit(1); // the parent died before we were in its group (or asked to die with it)
         }
     }
+    forget_watchdog();
+    fresh_process();
+}
+
+/// What a re-executed child does first (its process group or death signal were set before exec).
+pub(crate) fn exec_child_setup() {
+    fresh_process();
+}
+
+/// Per-process state a child must not share with its parent.
+fn fresh_process() {
     reseed_random();
     forget_waiter();
     prepare_waiter();
@@ -178,12 +239,13 @@ fn reseed_random() {
 
 fn child_main<T: Serialize + 'static>(
     parent: libc::pid_t,
+    keep: Keep,
     tx: IpcSender<Msg>,
     ctx: ProcessContext,
     body: Body<T>,
 ) -> ! {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        child_setup(parent);
+        child_setup(parent, keep);
         let report = match run_body::<ThreadSlot, T>(ctx, body) {
             Ok(outcome) => codec::to_bytes(&outcome)
                 .map_err(|e| Cause::Panicked(format!("the result could not be encoded: {e}"))),
@@ -193,8 +255,8 @@ fn child_main<T: Serialize + 'static>(
         release_waiter();
         sent
     }));
-    // No flush of stdout here: another thread of the parent may have held its lock at the fork,
-    // and that lock stays locked in the child. `println!` output is line-flushed already.
+    // No flush of stdout here: a thread the body started may still hold its lock. `println!`
+    // output is line-flushed already.
     // SAFETY: _exit ends the child without running the parent's atexit handlers or flushing its
     // copies of stdio buffers a second time.
     unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 101 }) }
@@ -216,6 +278,13 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
         Ok(p) => p,
         Err(e) => return fail(held, format!("cannot find the current executable: {e}")),
     };
+    let keep = {
+        let _serial = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        match orphan_guard() {
+            Ok(keep) => keep,
+            Err(why) => return fail(held, why),
+        }
+    };
     let mut cmd = Command::new(exe);
     cmd.args(&spec.argv)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -224,7 +293,11 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     if let Some(dir) = &spec.dir {
         cmd.current_dir(dir);
     }
+    if let Keep::Group(pgid) = keep {
+        cmd.process_group(pgid);
+    }
     let fd = seg.fd();
+    let death_signal = matches!(keep, Keep::DeathSignal);
     // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
     // functions (fcntl, prctl) on values copied in.
     unsafe {
@@ -232,7 +305,9 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
             if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if death_signal {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
             Ok(())
         });
     }
@@ -245,9 +320,16 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
 
     // Accept the child's hello without hanging if it dies before connecting.
     let (acc_tx, acc_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = acc_tx.send(server.accept());
-    });
+    let accepting = std::thread::Builder::new()
+        .name("cspnet-accept".into())
+        .spawn(move || {
+            let _ours = OwnThread::register();
+            let _ = acc_tx.send(server.accept());
+        });
+    if let Err(e) = accepting {
+        reap(pid);
+        return fail(held, format!("no thread to accept the child's hello: {e}"));
+    }
     let accepted = loop {
         match acc_rx.recv_timeout(Duration::from_millis(20)) {
             Ok(r) => break Some(r),
@@ -285,7 +367,13 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     if job_tx.send(job).is_err() {
         // The child is gone; joining will reap it and report the crash.
     }
-    Ok(Child { pid, rx, held })
+    let starter = death_signal.then(Starter::current);
+    Ok(Child {
+        pid,
+        rx,
+        held,
+        starter,
+    })
 }
 
 /// In a re-executed child: the bootstrap server's name, taken out of the environment so that it
@@ -301,26 +389,53 @@ pub(crate) fn take_exec_bootstrap() -> Option<String> {
     Some(server.to_string_lossy().into_owned())
 }
 
-/// What a re-executed child does first, as a forked one does: die with its parent, set up its
-/// waiter record.
-pub(crate) fn exec_child_setup() {
-    // SAFETY: getppid has no preconditions.
-    child_setup(unsafe { libc::getppid() });
-}
-
 /// Waits for `pid` and describes how it ended.
 pub(crate) fn reap(pid: libc::pid_t) -> String {
+    reap_status(pid).map_or_else(|why| why, describe)
+}
+
+/// Waits for `pid`: its wait status, or why there is none.
+fn reap_status(pid: libc::pid_t) -> Result<libc::c_int, String> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on our own child's pid with a valid status pointer.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         if r == pid {
-            return describe(status);
+            return Ok(status);
         }
         if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
-        return format!("vanished (waitpid: {})", std::io::Error::last_os_error());
+        return Err(format!(
+            "vanished (waitpid: {})",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// How a child that ended without reporting reads in its failure: its wait status, and, if it
+/// was killed because the thread that started it ended, that cause.
+fn crash_report(status: Result<libc::c_int, String>, starter: Option<&Starter>) -> String {
+    let status = match status {
+        Ok(status) => status,
+        Err(why) => return why,
+    };
+    let how = describe(status);
+    match starter {
+        Some(starter)
+            if libc::WIFSIGNALED(status)
+                && libc::WTERMSIG(status) == libc::SIGKILL
+                && starter.ended() =>
+        {
+            format!(
+                "{how}: the thread that started it ({}) ended before it was joined, and a \
+                 child dies with the thread that forked it while the orphan guard is off \
+                 (CSPNET_ORPHAN_GUARD=off or set_orphan_guard(false)); keep that thread until \
+                 the join, or leave the orphan guard on",
+                starter.thread
+            )
+        }
+        _ => how,
     }
 }
 
@@ -363,7 +478,7 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 /// What a child reported: its encoded outcome, or why it failed.
 pub(crate) type Report = Result<Vec<u8>, Cause>;
 /// A started child's pid and the channel handles to poison if it dies without reporting.
-type Reapable = (libc::pid_t, Vec<(u64, Role)>);
+type Reapable = (libc::pid_t, Vec<(u64, Role)>, Option<Starter>);
 
 /// Waits for every child, in whatever order they end, and collects their reports (in the order
 /// given). A child whose channel closes without a report is reaped at once and its channels
@@ -388,7 +503,7 @@ pub(crate) fn join_all(running: Vec<Result<Child, Cause>>) -> Vec<Report> {
                     .add(child.rx)
                     .expect("cspnet-processes: adding a report channel to the set");
                 ids.insert(id, i);
-                children.push(Some((child.pid, child.held)));
+                children.push(Some((child.pid, child.held, child.starter)));
             }
         }
     }
@@ -409,10 +524,11 @@ pub(crate) fn join_all(running: Vec<Result<Child, Cause>>) -> Vec<Report> {
                 IpcSelectionResult::ChannelClosed(id) => {
                     open -= 1;
                     let Some(&i) = ids.get(&id) else { continue };
-                    let (pid, held) = children[i].take().expect("each child closes once");
-                    let how = reap(pid);
+                    let (pid, held, starter) = children[i].take().expect("each child closes once");
+                    let status = reap_status(pid);
                     if reports[i].is_none() {
                         poison_held(&held);
+                        let how = crash_report(status, starter.as_ref());
                         reports[i] = Some(Err(Cause::Crashed(how)));
                     }
                 }
@@ -423,6 +539,320 @@ pub(crate) fn join_all(running: Vec<Result<Child, Cause>>) -> Vec<Report> {
         .into_iter()
         .map(|r| r.expect("every child reported or was reaped"))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fork safety: the warning about forking a multi-threaded program.
+
+/// Environment variable: `off` silences the warning about forking a multi-threaded program.
+pub(crate) const ENV_FORK_WARNING: &str = "CSPNET_FORK_WARNING";
+
+/// Whether `set_fork_warning(false)` was called.
+static FORK_WARNING_OFF: AtomicBool = AtomicBool::new(false);
+/// Set once the warning was given (or found silenced by the environment): at most once a program.
+static FORK_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Silences (`false`) or restores (`true`) the warning about forking a multi-threaded program.
+pub(crate) fn set_fork_warning(on: bool) {
+    FORK_WARNING_OFF.store(!on, Ordering::Relaxed);
+}
+
+/// How many threads cspnet may run at once that it knows are its own; more are counted as the
+/// program's (at worst, a warning too many).
+const OWN_SLOTS: usize = 64;
+/// The kernel thread ids of the threads cspnet runs itself (0: a free slot). Atomics, not a lock:
+/// a forked child must never find it locked.
+static OWN_THREADS: [AtomicI32; OWN_SLOTS] = [const { AtomicI32::new(0) }; OWN_SLOTS];
+
+/// Registers the calling thread as one of cspnet's own for as long as it is held, so the fork
+/// warning does not count it. Every thread cspnet starts holds one.
+pub(crate) struct OwnThread(Option<usize>);
+
+impl OwnThread {
+    pub(crate) fn register() -> Self {
+        let tid = gettid();
+        let slot = OWN_THREADS.iter().position(|s| {
+            s.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
+        OwnThread(slot)
+    }
+}
+
+impl Drop for OwnThread {
+    fn drop(&mut self) {
+        if let Some(i) = self.0 {
+            OWN_THREADS[i].store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// The program's other threads (not the caller, not cspnet's own): how many, and one's name.
+fn other_threads() -> (usize, Option<String>) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, None);
+    };
+    let me = gettid();
+    let ours: Vec<libc::pid_t> = OWN_THREADS
+        .iter()
+        .map(|s| s.load(Ordering::Relaxed))
+        .filter(|&t| t != 0)
+        .collect();
+    let mut count = 0;
+    let mut name = None;
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        if tid == me || ours.contains(&tid) {
+            continue;
+        }
+        count += 1;
+        if name.is_none() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            name = Some(format!("\"{}\" (tid {tid})", comm.trim_end()));
+        }
+    }
+    (count, name)
+}
+
+/// Before a fork: if the program runs other threads, says once (on stderr) that a lock one of
+/// them holds stays locked in the child, and that `exec` is the remedy.
+fn warn_if_threaded() {
+    if FORK_WARNED.load(Ordering::Relaxed) || FORK_WARNING_OFF.load(Ordering::Relaxed) {
+        return;
+    }
+    let (count, name) = other_threads();
+    if count == 0 {
+        return;
+    }
+    if std::env::var_os(ENV_FORK_WARNING).is_some_and(|v| v == "off") {
+        FORK_WARNED.store(true, Ordering::Relaxed);
+        return;
+    }
+    if FORK_WARNED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let name = name.unwrap_or_default();
+    eprintln!(
+        "cspnet-processes: warning: a process is being forked while this program runs {count} \
+         other thread(s), e.g. {name}. A lock such a thread holds at the fork (a Mutex, the \
+         environment, a library's global state) stays locked in the child forever, and the \
+         child hangs if it needs it. Start processes from a multi-threaded program with `exec` \
+         (cspnet_processes::exec, which re-executes the program) instead; if no thread holds a \
+         lock the children need, silence this with CSPNET_FORK_WARNING=off or \
+         cspnet_processes::set_fork_warning(false). (Said once per program.)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// No orphans: the watchdog.
+
+/// Environment variable: `off` turns the orphan guard off (see [`set_orphan_guard`]).
+pub(crate) const ENV_ORPHAN_GUARD: &str = "CSPNET_ORPHAN_GUARD";
+
+/// How this process's children are kept from outliving it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Keep {
+    /// In the process group of this process's watchdog (its pid), which kills the group when
+    /// this process ends.
+    Group(libc::pid_t),
+    /// In the caller's process group, with `PR_SET_PDEATHSIG`: killed when the thread that
+    /// forked them ends (the orphan guard is off).
+    DeathSignal,
+}
+
+const GUARD_UNDECIDED: u8 = 0;
+const GUARD_ON: u8 = 1;
+const GUARD_OFF: u8 = 2;
+/// Decided by `set_orphan_guard` or, at the first child, by `CSPNET_ORPHAN_GUARD`; then fixed.
+static ORPHAN_GUARD: AtomicU8 = AtomicU8::new(GUARD_UNDECIDED);
+
+/// Chooses whether children are guarded by a watchdog; `false` once the choice was made.
+pub(crate) fn set_orphan_guard(on: bool) -> bool {
+    let want = if on { GUARD_ON } else { GUARD_OFF };
+    ORPHAN_GUARD
+        .compare_exchange(GUARD_UNDECIDED, want, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+        || ORPHAN_GUARD.load(Ordering::Relaxed) == want
+}
+
+fn orphan_guard_on() -> bool {
+    let decided = ORPHAN_GUARD.load(Ordering::Relaxed);
+    if decided != GUARD_UNDECIDED {
+        return decided == GUARD_ON;
+    }
+    let off = std::env::var_os(ENV_ORPHAN_GUARD).is_some_and(|v| v == "off");
+    let choice = if off { GUARD_OFF } else { GUARD_ON };
+    match ORPHAN_GUARD.compare_exchange(
+        GUARD_UNDECIDED,
+        choice,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    ) {
+        Ok(_) => choice == GUARD_ON,
+        Err(now) => now == GUARD_ON,
+    }
+}
+
+/// The process whose watchdog [`WATCHDOG`] and [`WATCH_FD`] describe (a forked child inherits
+/// its parent's values and must start its own).
+static WATCH_OWNER: AtomicI32 = AtomicI32::new(0);
+/// The watchdog's pid, which is also its process group's id.
+static WATCHDOG: AtomicI32 = AtomicI32::new(0);
+/// The write end of the watchdog's pipe: only the supervising process holds it (`O_CLOEXEC`, and
+/// forked children close it first thing).
+static WATCH_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// How to keep the next child from outliving this process: starts this process's watchdog if it
+/// has none running (the first time, or if it was killed). Call it with [`FORK_LOCK`] held, so
+/// that no child of ours is forked while the watchdog's pipe is being made.
+fn orphan_guard() -> Result<Keep, String> {
+    if !orphan_guard_on() {
+        return Ok(Keep::DeathSignal);
+    }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if WATCH_OWNER.load(Ordering::Relaxed) == me {
+        let watchdog = WATCHDOG.load(Ordering::Relaxed);
+        let mut status = 0;
+        // SAFETY: a non-blocking waitpid on our own child; it reaps the watchdog if it died.
+        if unsafe { libc::waitpid(watchdog, &mut status, libc::WNOHANG) } == 0 {
+            return Ok(Keep::Group(watchdog));
+        }
+        forget_watchdog(); // killed by someone: a new one guards the children from now on
+    }
+    let (watchdog, fd) = start_watchdog()?;
+    WATCHDOG.store(watchdog, Ordering::Relaxed);
+    WATCH_FD.store(fd, Ordering::Relaxed);
+    WATCH_OWNER.store(me, Ordering::Relaxed);
+    Ok(Keep::Group(watchdog))
+}
+
+/// Closes our copy of the watchdog pipe's write end: in a forked child (whose parent's watchdog
+/// must see end-of-file when the parent ends), or when the watchdog is gone.
+fn forget_watchdog() {
+    let fd = WATCH_FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: closing a descriptor this module opened and nothing else uses.
+        unsafe { libc::close(fd) };
+    }
+    WATCH_OWNER.store(0, Ordering::Relaxed);
+}
+
+/// Forks the watchdog: its pid (and process group), and the write end of its pipe.
+fn start_watchdog() -> Result<(libc::pid_t, libc::c_int), String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 with a valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(format!(
+            "no pipe for the orphan watchdog: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let [read_end, write_end] = fds;
+    // SAFETY: the child runs only watchdog_main, which makes async-signal-safe calls only.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        watchdog_main(read_end, write_end);
+    }
+    let forked = std::io::Error::last_os_error();
+    // SAFETY: closing our copy of the read end; setpgid on our own child (it does the same, so
+    // the group exists whichever runs first).
+    unsafe {
+        libc::close(read_end);
+        if pid > 0 {
+            libc::setpgid(pid, pid);
+        }
+    }
+    if pid < 0 {
+        // SAFETY: closing the write end we opened.
+        unsafe { libc::close(write_end) };
+        return Err(format!("could not fork the orphan watchdog: {forked}"));
+    }
+    Ok((pid, write_end))
+}
+
+/// The watchdog: leads a process group of its own, in which every child of the supervisor is
+/// placed, waits for end-of-file on the pipe (the supervisor ended, however), and kills the group.
+///
+/// It is a fork of a possibly multi-threaded program, so it makes async-signal-safe calls only.
+fn watchdog_main(read_end: libc::c_int, write_end: libc::c_int) -> ! {
+    // SAFETY: each call takes plain values or pointers to locals; all are async-signal-safe.
+    unsafe {
+        libc::close(write_end);
+        if libc::setpgid(0, 0) != 0 || libc::getpgrp() != libc::getpid() {
+            libc::_exit(1); // never kill a group we do not lead
+        }
+        libc::prctl(libc::PR_SET_NAME, c"cspnet-watchdog".as_ptr());
+        // The supervisor's signal handlers are not for us; its terminal signals do not reach our
+        // group anyway.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        // Hold nothing of the supervisor's open: no pipe of its reads end-of-file late because
+        // of us.
+        close_all_but(read_end);
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(read_end, (&raw mut byte).cast(), 1);
+            if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
+                break;
+            }
+        }
+        libc::kill(0, libc::SIGKILL); // our own group, ourselves last
+        libc::_exit(0)
+    }
+}
+
+/// Closes every descriptor but `keep` (async-signal-safe).
+fn close_all_but(keep: libc::c_int) {
+    let keep = keep as libc::c_uint;
+    // SAFETY: close_range and close take plain numbers.
+    unsafe {
+        let below = keep == 0 || libc::syscall(libc::SYS_close_range, 0, keep - 1, 0) == 0;
+        let above = libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) == 0;
+        if !(below && above) {
+            for fd in 0..4096 {
+                if fd != keep as libc::c_int {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+/// The thread that started a child which dies with it (`PR_SET_PDEATHSIG`): its name, and a
+/// token that tells whether it has ended.
+pub(crate) struct Starter {
+    thread: String,
+    alive: Weak<()>,
+}
+
+thread_local! {
+    /// Dropped when the thread ends, which is how a [`Starter`] learns that it did.
+    static ALIVE: Arc<()> = Arc::new(());
+}
+
+impl Starter {
+    fn current() -> Self {
+        let name = std::thread::current()
+            .name()
+            .map_or_else(|| "unnamed".to_owned(), |n| format!("\"{n}\""));
+        Starter {
+            thread: format!("{name}, tid {}", gettid()),
+            alive: ALIVE.with(Arc::downgrade),
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.alive.upgrade().is_none()
+    }
 }
 
 #[cfg(test)]

@@ -296,6 +296,49 @@ pub fn set_segment_size(bytes: usize) -> bool {
     shm::request_size(bytes)
 }
 
+/// Silences (`false`) or restores (`true`) the warning this crate gives, once per program, when it
+/// forks a process while the program runs other threads (threads cspnet runs itself do not count).
+/// Setting `CSPNET_FORK_WARNING=off` in the environment silences it too.
+///
+/// Silence it only in a program whose threads hold no lock the forked children need; otherwise
+/// start the children with [`exec`], which re-executes the program instead of forking it. The
+/// test harness runs tests on threads, so a test that forks is warned; the harness captures the
+/// warning like any test output and shows it only with a failure (or `--nocapture`).
+///
+/// ```
+/// cspnet_processes::set_fork_warning(false);
+/// let worker = std::thread::spawn(|| std::thread::park());
+/// let out = cspnet_processes::parallel([cspnet_processes::process(|| Ok(1u8))]).unwrap();
+/// assert_eq!(out, vec![Ok(1)]); // forked without a word on stderr
+/// # drop(worker);
+/// ```
+#[cfg(target_os = "linux")]
+pub fn set_fork_warning(on: bool) {
+    children::set_fork_warning(on);
+}
+
+/// Turns the orphan guard on (`true`, the default) or off, before the first child starts (it
+/// overrides `CSPNET_ORPHAN_GUARD=off`). Returns `false` if the other choice was already made, in
+/// which case nothing changes.
+///
+/// With the guard on, no process a program starts, directly or not, outlives it: its children run
+/// in the process group of a watchdog process (forked before the first child), which kills the
+/// whole group when the program ends, normally or by `SIGKILL`. Turn it off for children that must
+/// stay in the terminal's foreground process group (one that reads the terminal, or should get
+/// its Ctrl-C itself); they then die with the *thread* that started them (`PR_SET_PDEATHSIG`), and
+/// what they start themselves can outlive the program. The crate docs have the details.
+///
+/// ```
+/// assert!(cspnet_processes::set_orphan_guard(false));
+/// let out = cspnet_processes::parallel([cspnet_processes::process(|| Ok(2u8))]).unwrap();
+/// assert_eq!(out, vec![Ok(2)]);
+/// assert!(!cspnet_processes::set_orphan_guard(true)); // decided when the child started
+/// ```
+#[cfg(target_os = "linux")]
+pub fn set_orphan_guard(on: bool) -> bool {
+    children::set_orphan_guard(on)
+}
+
 /// Test hook: takes the segment lock as an operation on `reader`'s channel would, runs `then`
 /// (which is expected never to return: the fault tests kill the process inside it), and unlocks.
 #[doc(hidden)]
