@@ -215,8 +215,18 @@ fn child_setup(parent: libc::pid_t, keep: Keep) {
     fresh_process();
 }
 
-/// What a re-executed child does first (its process group or death signal were set before exec).
+/// What a re-executed child does first (its process group or death signal were set before exec):
+/// attach the inherited segment, and keep it, and where it is, from what this child starts.
+///
+/// Call it only from `Registry::init`'s child path, which runs before the program starts threads.
 pub(crate) fn exec_child_setup() {
+    let fd = segment().fd();
+    // SAFETY: fcntl on the segment's descriptor, which stays open; remove_var runs before the
+    // program starts any thread (Registry::init's documented contract).
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        std::env::remove_var(shm::ENV_FD);
+    }
     fresh_process();
 }
 
