@@ -20,13 +20,14 @@
 //! - **A multi-threaded parent** is detected at each fork (`/proc/self/task`, less the threads
 //!   cspnet runs itself, registered with [`OwnThread`]) and warned about once per program, naming
 //!   `exec` as the remedy; `CSPNET_FORK_WARNING=off` or `set_fork_warning(false)` silences it.
-//! - **No orphans**: before its first child, a supervising process forks a *watchdog* that leads a
-//!   process group of its own and blocks reading a pipe whose write end only the supervisor holds.
-//!   Every child joins that group, and so does everything the child starts; when the supervisor
-//!   ends (normally or by `SIGKILL`) the pipe reads end-of-file and the watchdog kills the whole
-//!   group. `CSPNET_ORPHAN_GUARD=off` or `set_orphan_guard(false)` keeps children in the caller's
-//!   group instead, with `PR_SET_PDEATHSIG` (direct children only, and tied to the thread that
-//!   forked them) as the fallback.
+//! - **No orphans**: before its first child, a program forks a *watchdog* that leads a process
+//!   group of its own and blocks reading a pipe whose write end only the program holds. Every
+//!   child joins that group, and so does everything the child starts; when the program is killed
+//!   the pipe reads end-of-file and the watchdog kills the whole group (at `exit`, the program
+//!   kills it itself). A forked child's children join the same group and also get
+//!   `PR_SET_PDEATHSIG` ([`Keep::Nested`]). `CSPNET_ORPHAN_GUARD=off` or `set_orphan_guard(false)`
+//!   keeps children in the caller's group instead, with `PR_SET_PDEATHSIG` (direct children only,
+//!   and tied to the thread that forked them) as the fallback.
 //!
 //! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
 
@@ -149,7 +150,7 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     let _ = out.flush();
     let _ = err.flush();
     // SAFETY: fork is safe to call; in the child we only run the body on this thread and leave
-    // with _exit (see the crate docs on fork hazards). The locks held across it are FORK_LOCK and
+    // with _exit (see the crate docs on fork safety). The locks held across it are FORK_LOCK and
     // std's stdio locks, all owned by this thread, which the child releases first.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
@@ -158,7 +159,7 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     }
     drop((out, err));
     drop(tx);
-    if let (Keep::Group(pgid), true) = (keep, pid > 0) {
+    if let (Some(pgid), true) = (keep.group(), pid > 0) {
         // The child joins the group itself too; doing it here as well means it is in the group
         // when we return, whether or not it has run yet (the shells' way).
         // SAFETY: setpgid on our own child, which has not called exec.
@@ -171,7 +172,7 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
         return Err(Cause::CouldNotStart(format!("fork failed: {e}")));
     }
     let held = census_drop(body);
-    let starter = matches!(keep, Keep::DeathSignal).then(Starter::current);
+    let starter = keep.death_signal().then(Starter::current);
     Ok(Child {
         pid,
         rx,
@@ -199,19 +200,20 @@ fn warm_up_ipc() {
 fn child_setup(parent: libc::pid_t, keep: Keep) {
     // SAFETY: setpgid, prctl and getppid take plain values; _exit ends the process.
     unsafe {
-        match keep {
-            Keep::Group(pgid) => {
-                libc::setpgid(0, pgid);
-            }
-            Keep::DeathSignal => {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
+        if let Some(pgid) = keep.group() {
+            libc::setpgid(0, pgid);
+        }
+        if keep.death_signal() {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         }
         if libc::getppid() != parent {
             libc::_exit(1); // the parent died before we were in its group (or asked to die with it)
         }
     }
     forget_watchdog();
+    if let Some(pgid) = keep.group() {
+        INHERITED_GROUP.store(pgid, Ordering::Relaxed);
+    }
     fresh_process();
 }
 
@@ -303,11 +305,11 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     if let Some(dir) = &spec.dir {
         cmd.current_dir(dir);
     }
-    if let Keep::Group(pgid) = keep {
+    if let Some(pgid) = keep.group() {
         cmd.process_group(pgid);
     }
     let fd = seg.fd();
-    let death_signal = matches!(keep, Keep::DeathSignal);
+    let death_signal = keep.death_signal();
     // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
     // functions (fcntl, prctl) on values copied in.
     unsafe {
@@ -438,10 +440,10 @@ fn crash_report(status: Result<libc::c_int, String>, starter: Option<&Starter>) 
                 && starter.ended() =>
         {
             format!(
-                "{how}: the thread that started it ({}) ended before it was joined, and a \
-                 child dies with the thread that forked it while the orphan guard is off \
-                 (CSPNET_ORPHAN_GUARD=off or set_orphan_guard(false)); keep that thread until \
-                 the join, or leave the orphan guard on",
+                "{how}: the thread that started it ({}) ended before it was joined; a child \
+                 dies with the thread that forked it when a forked process starts it, or when \
+                 the orphan guard is off (CSPNET_ORPHAN_GUARD=off, set_orphan_guard(false)), so \
+                 keep that thread until the join",
                 starter.thread
             )
         }
@@ -672,10 +674,32 @@ pub(crate) enum Keep {
     /// In the process group of this process's watchdog (its pid), which kills the group when
     /// this process ends.
     Group(libc::pid_t),
+    /// In this forked child's group (its program's watchdog's), and with `PR_SET_PDEATHSIG`:
+    /// killed when the program ends, or when the thread that forked them does. A sub-network
+    /// costs no watchdog of its own.
+    Nested(libc::pid_t),
     /// In the caller's process group, with `PR_SET_PDEATHSIG`: killed when the thread that
     /// forked them ends (the orphan guard is off).
     DeathSignal,
 }
+
+impl Keep {
+    /// The process group a child joins, if not the caller's.
+    fn group(self) -> Option<libc::pid_t> {
+        match self {
+            Keep::Group(pgid) | Keep::Nested(pgid) => Some(pgid),
+            Keep::DeathSignal => None,
+        }
+    }
+
+    /// Whether a child dies with the thread that started it.
+    fn death_signal(self) -> bool {
+        !matches!(self, Keep::Group(_))
+    }
+}
+
+/// In a forked child: the watchdog group it was placed in (0: none, a program's first process).
+static INHERITED_GROUP: AtomicI32 = AtomicI32::new(0);
 
 const GUARD_UNDECIDED: u8 = 0;
 const GUARD_ON: u8 = 1;
@@ -726,6 +750,10 @@ fn orphan_guard() -> Result<Keep, String> {
     if !orphan_guard_on() {
         return Ok(Keep::DeathSignal);
     }
+    let inherited = INHERITED_GROUP.load(Ordering::Relaxed);
+    if inherited != 0 {
+        return Ok(Keep::Nested(inherited));
+    }
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     if WATCH_OWNER.load(Ordering::Relaxed) == me {
@@ -741,7 +769,38 @@ fn orphan_guard() -> Result<Keep, String> {
     WATCHDOG.store(watchdog, Ordering::Relaxed);
     WATCH_FD.store(fd, Ordering::Relaxed);
     WATCH_OWNER.store(me, Ordering::Relaxed);
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    // SAFETY: atexit with a function that lives as long as the program.
+    AT_EXIT.call_once(|| unsafe {
+        libc::atexit(end_watchdog);
+    });
     Ok(Keep::Group(watchdog))
+}
+
+/// At `exit`: kills what is left of the watchdog's group, the watchdog with it, and reaps the
+/// watchdog, so that nothing we started is running when `exit` returns, and the watchdog is not
+/// left as a zombie for init to reap. (Killing the group here rather than waiting for the
+/// watchdog to see end-of-file: a process forked by other means may hold the pipe's write end.)
+extern "C" fn end_watchdog() {
+    // SAFETY: getpid has no preconditions.
+    if WATCH_OWNER.load(Ordering::Relaxed) != unsafe { libc::getpid() } {
+        return; // a forked child that called exit: not its watchdog
+    }
+    let watchdog = WATCHDOG.load(Ordering::Relaxed);
+    forget_watchdog();
+    let mut status = 0;
+    // SAFETY: kill on the group our watchdog leads, which we checked is still ours (it has not
+    // been reaped, so its pid and group id cannot have been reused); waitpid on our own child
+    // with a valid status pointer, retried on EINTR.
+    unsafe {
+        if libc::waitpid(watchdog, &mut status, libc::WNOHANG) != 0 {
+            return; // already gone (and reaped now)
+        }
+        libc::kill(-watchdog, libc::SIGKILL);
+        while libc::waitpid(watchdog, &mut status, 0) == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+    }
 }
 
 /// Closes our copy of the watchdog pipe's write end: in a forked child (whose parent's watchdog

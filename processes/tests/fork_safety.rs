@@ -154,23 +154,33 @@ mod linux {
         }
     }
 
-    /// A forked child and an exec'd one each start sleepers and block; prints every pid on one
-    /// line, then waits for ever (the test kills it).
+    /// A forked child, a child that it forks, and an exec'd child each start sleepers and block;
+    /// prints every pid on one line, then waits for ever (the test kills it).
     fn supervise() {
-        let pids = Channel::<Vec<i32>>::with_buffer(2);
+        let pids = Channel::<Vec<i32>>::with_buffer(3);
         let block = Channel::<u8>::new();
         let (pw, br) = (pids.writer(), block.reader());
         let (pw2, br2) = (pw.clone(), br.clone());
+        let (pw3, br3) = (pw.clone(), br.clone());
         let pr = pids.reader();
         let handle = spawn([
             process(move || {
+                let nested = spawn([process(move || {
+                    pw3.write(pid_and_sleepers())?;
+                    br3.read()
+                })
+                .named("nested")]);
                 pw.write(pid_and_sleepers())?;
-                br.read()
+                let _ = br.read();
+                nested
+                    .join()
+                    .map(|_| 0)
+                    .map_err(|_| cspnet_processes::ChannelError::Poisoned)
             })
             .named("forked"),
             exec::<_, u8>("sleeper", (pw2, br2)).named("exec'd"),
         ]);
-        let all: Vec<String> = (0..2)
+        let all: Vec<String> = (0..3)
             .flat_map(|_| pr.read().unwrap())
             .map(|p| p.to_string())
             .collect();
@@ -391,8 +401,9 @@ mod linux {
         assert_nothing_in_dev_shm();
     }
 
-    /// `kill -9` of a supervising program: its forked child, its exec'd child and everything
-    /// they started (`sleep`, `sh -c 'sleep & sleep'`) die; none keeps a descriptor of ours.
+    /// `kill -9` of a supervising program: its forked child, that child's child, its exec'd child
+    /// and everything they started (`sleep`, `sh -c 'sleep & sleep'`) die; none keeps a
+    /// descriptor of ours, and one watchdog serves the forked sub-network too.
     fn check_kill_9_of_the_supervisor_leaves_nothing_running() {
         let mut child = KillOnDrop(
             mode_command("supervise")
@@ -416,8 +427,9 @@ mod linux {
             .split_whitespace()
             .map(|p| p.parse().unwrap())
             .collect();
-        // A child, its sleep, its sh; the other child, its sleep, its sh.
-        assert_eq!(pids.len(), 6, "{line}");
+        // Three cspnet processes, each followed by its sleep and its sh.
+        assert_eq!(pids.len(), 9, "{line}");
+        let cspnet: Vec<i32> = pids.iter().copied().step_by(3).collect();
         for &pid in &pids {
             assert!(is_running(pid), "{pid} should be running");
         }
@@ -425,6 +437,9 @@ mod linux {
         // Descriptors: the watchdog keeps only its pipe's read end; the write end is the
         // supervisor's alone; what the children started holds only stdio.
         let watchdog = watchdog_of(supervisor).expect("the supervisor has a watchdog");
+        for &pid in &cspnet {
+            assert_eq!(watchdog_of(pid), None, "{pid} has a watchdog of its own");
+        }
         let wd_fds = fds_of(watchdog);
         assert_eq!(wd_fds.len(), 1, "the watchdog holds {wd_fds:?}");
         let pipe = wd_fds[0].1.clone();
@@ -452,9 +467,9 @@ mod linux {
         loop {
             let started: Vec<i32> = descendants_of(supervisor)
                 .into_iter()
-                .filter(|&p| p != watchdog && p != pids[0] && p != pids[3])
+                .filter(|&p| p != watchdog && !cspnet.contains(&p))
                 .collect();
-            assert!(started.len() >= 6, "{started:?}"); // two sleeps, two sh and their sleeps
+            assert!(started.len() >= 9, "{started:?}"); // sleep, sh and its two sleeps, thrice
             let foreign: Vec<(i32, Vec<(u32, String)>)> = started
                 .into_iter()
                 .map(|pid| {
