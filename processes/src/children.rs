@@ -18,7 +18,7 @@
 //!   `fork` (the `pthread_atfork` pattern), so no other thread is half-way through a print; the
 //!   child's only thread is the one that owns them, and it releases them.
 //! - **A multi-threaded parent** is detected at each fork (`/proc/self/task`, less the threads
-//!   cspnet runs itself, registered with [`OwnThread`]) and warned about once per program, naming
+//!   cspnet runs itself, registered with [`register_own_thread`]) and warned about once per program, naming
 //!   `exec` as the remedy; `CSPNET_FORK_WARNING=off` or `set_fork_warning(false)` silences it.
 //! - **No orphans**: before its first child, a program forks a *watchdog* that leads a process
 //!   group of its own and blocks reading a pipe whose write end only the program holds. Every
@@ -110,8 +110,9 @@ pub struct Child {
     pub(crate) pid: libc::pid_t,
     pub(crate) rx: IpcReceiver<Msg>,
     pub(crate) held: Vec<(u64, Role)>,
-    /// The thread that started it, when the child dies with that thread (`PR_SET_PDEATHSIG`, the
-    /// orphan guard being off): a `SIGKILL` is then explained by that thread's end.
+    /// The thread that started it, when the child dies with that thread (`PR_SET_PDEATHSIG`: a
+    /// forked process's child, or the orphan guard is off): a `SIGKILL` is then explained by that
+    /// thread's end.
     pub(crate) starter: Option<Starter>,
 }
 
@@ -127,6 +128,12 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
 ) -> Result<Child, Cause> {
     warn_if_threaded();
     warm_up_ipc();
+    // Held across the fork, so no other thread is half-way through a print: in the child, whose
+    // only thread is this one (their owner, by thread id), they are released at once. Taken
+    // before FORK_LOCK: a thread that holds `stdout().lock()` while it starts a process must not
+    // wait for FORK_LOCK while we wait for its lock.
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
     let guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let refuse = |guard, body, why: String| {
         drop(guard);
@@ -143,10 +150,6 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     };
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    // Held across the fork, so no other thread is half-way through a print: in the child, whose
-    // only thread is this one (their owner, by thread id), they are released at once.
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
     let _ = out.flush();
     let _ = err.flush();
     // SAFETY: fork is safe to call; in the child we only run the body on this thread and leave
@@ -335,10 +338,12 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     let accepting = std::thread::Builder::new()
         .name("cspnet-accept".into())
         .spawn(move || {
-            let _ours = OwnThread::register();
+            register_own_thread();
             let _ = acc_tx.send(server.accept());
         });
     if let Err(e) = accepting {
+        // SAFETY: kill on our own child, not reaped yet (it would wait for a connection).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
         reap(pid);
         return fail(held, format!("no thread to accept the child's hello: {e}"));
     }
@@ -576,25 +581,18 @@ const OWN_SLOTS: usize = 64;
 /// a forked child must never find it locked.
 static OWN_THREADS: [AtomicI32; OWN_SLOTS] = [const { AtomicI32::new(0) }; OWN_SLOTS];
 
-/// Registers the calling thread as one of cspnet's own for as long as it is held, so the fork
-/// warning does not count it. Every thread cspnet starts holds one.
-pub(crate) struct OwnThread(Option<usize>);
-
-impl OwnThread {
-    pub(crate) fn register() -> Self {
-        let tid = gettid();
-        let slot = OWN_THREADS.iter().position(|s| {
-            s.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        });
-        OwnThread(slot)
-    }
-}
-
-impl Drop for OwnThread {
-    fn drop(&mut self) {
-        if let Some(i) = self.0 {
-            OWN_THREADS[i].store(0, Ordering::Relaxed);
+/// Registers the calling thread as one of cspnet's own, so the fork warning does not count it.
+/// Every thread cspnet starts calls it first. The slot is freed when the thread is no longer in
+/// `/proc/self/task` (see [`other_threads`]), not when its body ends: a thread that has finished
+/// its work is still listed until the kernel has let it go.
+pub(crate) fn register_own_thread() {
+    let tid = gettid();
+    for slot in &OWN_THREADS {
+        if slot
+            .compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
         }
     }
 }
@@ -610,27 +608,32 @@ fn other_threads() -> (usize, Option<String>) {
         return (0, None);
     };
     let me = gettid();
+    let tids: Vec<libc::pid_t> = tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect();
+    // Free the slots of our threads that are gone (in a forked child: all of the parent's).
+    for slot in &OWN_THREADS {
+        let tid = slot.load(Ordering::Relaxed);
+        if tid != 0 && !tids.contains(&tid) {
+            let _ = slot.compare_exchange(tid, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
     let ours: Vec<libc::pid_t> = OWN_THREADS
         .iter()
         .map(|s| s.load(Ordering::Relaxed))
         .filter(|&t| t != 0)
         .collect();
-    let mut count = 0;
-    let mut name = None;
-    for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
-            continue;
-        };
-        if tid == me || ours.contains(&tid) {
-            continue;
-        }
-        count += 1;
-        if name.is_none() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            name = Some(format!("\"{}\" (tid {tid})", comm.trim_end()));
-        }
-    }
-    (count, name)
+    let others: Vec<libc::pid_t> = tids
+        .into_iter()
+        .filter(|t| *t != me && !ours.contains(t))
+        .collect();
+    let name = others.first().map(|tid| {
+        let comm =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+        format!("\"{}\" (tid {tid})", comm.trim_end())
+    });
+    (others.len(), name)
 }
 
 /// Before a fork: if the program runs other threads, says once (on stderr) that a lock one of

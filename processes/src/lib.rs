@@ -385,6 +385,14 @@ pub fn set_orphan_guard(on: bool) -> bool {
     children::set_orphan_guard(on)
 }
 
+/// Registers the calling thread as one of cspnet's own, which the fork warning does not count
+/// (for cspnet's own threads in other crates, and the tests).
+#[doc(hidden)]
+#[cfg(target_os = "linux")]
+pub fn __register_own_thread() {
+    children::register_own_thread();
+}
+
 /// Test hook: takes the segment lock as an operation on `reader`'s channel would, runs `then`
 /// (which is expected never to return: the fault tests kill the process inside it), and unlocks.
 #[doc(hidden)]

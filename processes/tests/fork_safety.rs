@@ -106,10 +106,31 @@ mod linux {
         eprintln!("storm done");
     }
 
-    /// Forks from the main thread only, while no other thread runs.
+    /// Registered for `exec`: gives its argument back.
+    fn echo(v: u32) -> Outcome<u32> {
+        Ok(v)
+    }
+
+    /// Forks from the main thread only, while no thread but cspnet's own runs (one registered as
+    /// such; an `exec` starts one to accept its child's hello).
     fn single() {
+        // A thread registered as cspnet's own does not count.
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (ready, registered) = mpsc::channel::<()>();
+        let own = std::thread::spawn(move || {
+            cspnet_processes::__register_own_thread();
+            ready.send(()).unwrap();
+            let _ = stopped.recv();
+        });
+        registered.recv().unwrap();
         let out = parallel((0..20u32).map(|k| process(move || Ok(k)))).unwrap();
         assert_eq!(out, (0..20).map(Ok).collect::<Vec<_>>());
+        drop(stop);
+        own.join().unwrap();
+        for k in 0..5u32 {
+            let out = parallel([exec::<_, u32>("echo", k), process(move || Ok(k + 1))]).unwrap();
+            assert_eq!(out, vec![Ok(k), Ok(k + 1)]);
+        }
         eprintln!("single done");
     }
 
@@ -566,7 +587,10 @@ mod linux {
     }
 
     pub(crate) fn main() {
-        Registry::new().register("sleeper", sleeper).init();
+        Registry::new()
+            .register("sleeper", sleeper)
+            .register("echo", echo)
+            .init();
         if let Some(mode) = std::env::var_os(MODE) {
             match mode.to_str().unwrap_or("") {
                 "storm" => storm(false),
