@@ -68,7 +68,8 @@ mod linux {
     }
 
     /// 16 threads print in a loop while processes that print are forked, 60 in all: every one
-    /// finishes. With `quiet`, the program silences the fork warning first.
+    /// finishes, and none holds the watchdog's pipe. With `quiet`, the program silences the fork
+    /// warning first.
     fn storm(quiet: bool) {
         if quiet {
             set_fork_warning(false);
@@ -87,16 +88,25 @@ mod linux {
                 })
             })
             .collect();
+        // The watchdog's pipe, once the first round has started it: no child may hold it.
+        let mut pipe = None::<String>;
         for round in 0..3 {
             let out = parallel((0..20u32).map(|k| {
+                let pipe = pipe.clone();
                 process(move || {
                     println!("child {k} of round {round}");
                     eprintln!("child {k} of round {round}");
+                    let me = std::process::id() as i32;
+                    let held = pipe.is_some_and(|p| fds_of(me).iter().any(|(_, t)| *t == p));
+                    assert!(!held, "child {k} holds the watchdog's pipe");
                     Ok(k)
                 })
             }))
             .expect("every child finishes");
             assert_eq!(out, (0..20).map(Ok).collect::<Vec<_>>());
+            let watchdog = watchdog_of(std::process::id() as i32).expect("a watchdog");
+            pipe = fds_of(watchdog).first().map(|(_, t)| t.clone());
+            assert!(pipe.as_ref().is_some_and(|p| p.starts_with("pipe:")));
         }
         stop.store(true, Ordering::Relaxed);
         for p in printers {
@@ -370,9 +380,9 @@ mod linux {
         cmd.stdout(Stdio::null());
         let (status, _, err) = run_mode(cmd);
         let warning = err.lines().find(|l| l.contains(WARNING)).unwrap_or("");
-        assert!(status.success(), "{status}; stderr ends {:?}", tail(&err));
-        assert!(err.contains("storm done"), "stderr ends {:?}", tail(&err));
-        assert_eq!(warnings_in(&err), 1, "the warning, once: {:?}", tail(&err));
+        assert!(status.success(), "{status}; stderr ends:\n{}", tail(&err));
+        assert!(err.contains("storm done"), "stderr ends:\n{}", tail(&err));
+        assert_eq!(warnings_in(&err), 1, "the warning, once:\n{}", tail(&err));
         assert!(warning.contains("`exec`"), "{warning}");
         assert!(warning.contains("16 other thread(s)"), "{warning}");
         assert!(warning.contains("CSPNET_FORK_WARNING=off"), "{warning}");
@@ -388,7 +398,7 @@ mod linux {
         let by_api = mode_command("storm-quiet");
         for (how, cmd) in [("environment", by_env), ("api", by_api)] {
             let (status, _, err) = run_mode(cmd);
-            assert!(status.success(), "{how}: {status}; {:?}", tail(&err));
+            assert!(status.success(), "{how}: {status}:\n{}", tail(&err));
             assert_eq!(warnings_in(&err), 0, "{how}: warned anyway");
             assert!(err.contains("storm done"), "{how}");
         }
@@ -582,8 +592,13 @@ mod linux {
         found
     }
 
-    fn tail(s: &str) -> &str {
-        &s[s.len().saturating_sub(2000)..]
+    /// The end of a mode program's stderr, without the printers' and children's noise.
+    fn tail(s: &str) -> String {
+        let notes: Vec<&str> = s
+            .lines()
+            .filter(|l| !l.starts_with("printer ") && !l.starts_with("child "))
+            .collect();
+        notes[notes.len().saturating_sub(20)..].join("\n")
     }
 
     pub(crate) fn main() {
