@@ -144,10 +144,10 @@ mod linux {
         eprintln!("single done");
     }
 
-    /// Spawns a process from a helper thread, lets that thread end, joins from main; prints the
-    /// join's result. With the orphan guard off, waits (observing /proc) until the child is dead
-    /// first, since it dies with the thread that forked it.
-    fn thread_ends() {
+    /// Spawns a process from a helper thread, lets that thread end, joins from this one: the
+    /// join's result. If the child `dies` with the thread that forked it (the orphan guard off,
+    /// or a forked process's child), waits (observing /proc) until it is dead first.
+    fn thread_ends(dies: bool) -> String {
         let value = Channel::<u32>::with_buffer(1);
         let pid = Channel::<i32>::with_buffer(1);
         let (vr, vw) = (value.reader(), value.writer());
@@ -165,7 +165,7 @@ mod linux {
             })
             .unwrap();
         let (handle, child) = helper.join().unwrap();
-        if std::env::var_os("CSPNET_ORPHAN_GUARD").is_some_and(|v| v == "off") {
+        if dies {
             wait_until(&format!("child {child} is a zombie"), || {
                 std::fs::read_to_string(format!("/proc/{child}/stat"))
                     .map(|s| {
@@ -180,8 +180,8 @@ mod linux {
         }
         vw.write(42).unwrap();
         match handle.join() {
-            Ok(out) => println!("RESULT ok {:?}", out),
-            Err(e) => println!("RESULT err {:?}", e.first().cause()),
+            Ok(out) => format!("RESULT ok {out:?}"),
+            Err(e) => format!("RESULT err {:?}", e.first().cause()),
         }
     }
 
@@ -410,7 +410,8 @@ mod linux {
     }
 
     /// A process spawned from a thread that then ends: with the orphan guard (the default) it
-    /// survives and main joins it; without, it dies with that thread, and the report says so.
+    /// survives and main joins it; without, or when a forked process started it, it dies with
+    /// that thread, and the report says so.
     fn check_a_spawn_outlives_the_thread_that_started_it() {
         let (status, out, err) = run_mode(mode_command("thread-ends"));
         assert!(status.success(), "{status}; {err}");
@@ -418,16 +419,27 @@ mod linux {
 
         let mut off = mode_command("thread-ends");
         off.env("CSPNET_ORPHAN_GUARD", "off");
-        let (status, out, err) = run_mode(off);
-        assert!(status.success(), "{status}; {err}");
-        let line = out.trim();
-        assert!(line.starts_with("RESULT err Crashed"), "{line}; {err}");
-        assert!(line.contains("killed by signal 9 (SIGKILL)"), "{line}");
-        assert!(
-            line.contains(r#"the thread that started it (\"starter\", tid "#),
-            "{line}"
-        );
-        assert!(line.contains("ended before it was joined"), "{line}");
+        for (how, cmd) in [
+            ("guard off", off),
+            ("nested", mode_command("nested-thread-ends")),
+        ] {
+            let (status, out, err) = run_mode(cmd);
+            assert!(status.success(), "{how}: {status}; {err}");
+            let line = out.trim();
+            assert!(
+                line.starts_with("RESULT err Crashed"),
+                "{how}: {line}; {err}"
+            );
+            assert!(
+                line.contains("killed by signal 9 (SIGKILL)"),
+                "{how}: {line}"
+            );
+            assert!(
+                line.contains(r#"the thread that started it (\"starter\", tid "#),
+                "{how}: {line}"
+            );
+            assert!(line.contains("ended before it was joined"), "{how}: {line}");
+        }
         assert_no_descendants();
         assert_nothing_in_dev_shm();
     }
@@ -614,7 +626,14 @@ mod linux {
                 "storm" => storm(false),
                 "storm-quiet" => storm(true),
                 "single" => single(),
-                "thread-ends" => thread_ends(),
+                "thread-ends" => {
+                    let off = std::env::var_os("CSPNET_ORPHAN_GUARD").is_some_and(|v| v == "off");
+                    println!("{}", thread_ends(off));
+                }
+                "nested-thread-ends" => {
+                    let out = parallel([process(|| Ok(thread_ends(true)))]).unwrap();
+                    println!("{}", out[0].clone().unwrap());
+                }
                 "supervise" => supervise(),
                 "leave-behind" => leave_behind(),
                 other => panic!("unknown mode {other:?}"),
