@@ -15,6 +15,23 @@
 //! so nothing it starts inherits them. A child that has not said hello within its start timeout
 //! is killed and reaped. It reports over the same kind of ipc-channel, and is joined the same way.
 //!
+//! Fork safety and orphans are handled here too (the crate docs give the rules):
+//!
+//! - **stdio across `fork`**: [`fork_start`] holds std's `stdout` and `stderr` locks across the
+//!   `fork` (the `pthread_atfork` pattern), so no other thread is half-way through a print; the
+//!   child's only thread is the one that owns them, and it releases them.
+//! - **A multi-threaded parent** is detected at each fork (`/proc/self/task`, less the threads
+//!   cspnet runs itself, registered with [`register_own_thread`]) and warned about once per program, naming
+//!   `exec` as the remedy; `CSPNET_FORK_WARNING=off` or `set_fork_warning(false)` silences it.
+//! - **No orphans**: before its first child, a program forks a *watchdog* that leads a process
+//!   group of its own and blocks reading a pipe whose write end only the program holds. Every
+//!   child joins that group, and so does everything the child starts; when the program is killed
+//!   the pipe reads end-of-file and the watchdog kills the whole group (at `exit`, the program
+//!   kills it itself). A forked child's children join the same group and also get
+//!   `PR_SET_PDEATHSIG` ([`Keep::Nested`]). `CSPNET_ORPHAN_GUARD=off` or `set_orphan_guard(false)`
+//!   keeps children in the caller's group instead, with `PR_SET_PDEATHSIG` (direct children only,
+//!   and tied to the thread that forked them) as the fallback.
+//!
 //! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
 
 use crate::ThreadSlot;
@@ -35,8 +52,8 @@ use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 /// The body of a closure process.
@@ -121,6 +138,10 @@ pub(crate) struct Child {
     pub(crate) held: Vec<(u64, Role)>,
     pub(crate) names: HashMap<u64, Arc<str>>,
     pub(crate) ledger: Option<u64>,
+    /// The thread that started it, when the child dies with that thread (`PR_SET_PDEATHSIG`: a
+    /// forked process's child, or the orphan guard is off): a `SIGKILL` is then explained by that
+    /// thread's end.
+    pub(crate) starter: Option<Starter>,
 }
 
 /// Serialises our forks: the report channel's sending end exists in the parent only while the lock
@@ -133,34 +154,53 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     ctx: ProcessContext,
     body: Body<T>,
 ) -> Result<Child, Cause> {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    warn_if_threaded();
     warm_up_ipc();
     let ledger = ledger::create();
+    // Held across the fork, so no other thread is half-way through a print: in the child, whose
+    // only thread is this one (their owner, by thread id), they are released at once. Taken
+    // before FORK_LOCK: a thread that holds `stdout().lock()` while it starts a process must not
+    // wait for FORK_LOCK while we wait for its lock.
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
     let guard = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let refuse = |guard, body, why: String| {
+        drop(guard);
+        discard_unstarted::<ThreadSlot, _>(vec![body]);
+        Err(Cause::CouldNotStart(why))
+    };
+    let keep = match orphan_guard() {
+        Ok(keep) => keep,
+        Err(why) => return refuse(guard, body, why),
+    };
     let (tx, rx) = match ipc::channel::<Msg>() {
         Ok(pair) => pair,
         Err(e) => {
-            drop(guard);
             ledger.map(ledger::close);
-            discard_unstarted::<ThreadSlot, _>(vec![body]);
-            return Err(Cause::CouldNotStart(format!(
-                "no ipc-channel for the report: {e}"
-            )));
+            return refuse(guard, body, format!("no ipc-channel for the report: {e}"));
         }
     };
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
+    let _ = out.flush();
+    let _ = err.flush();
     // SAFETY: fork is safe to call; in the child we only run the body on this thread and leave
-    // with _exit (see the crate docs on fork hazards). No lock of ours is held across it except
-    // FORK_LOCK, whose guard the child drops first.
+    // with _exit (see the crate docs on fork safety). The locks held across it are FORK_LOCK and
+    // std's stdio locks, all owned by this thread, which the child releases first.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        drop(guard);
+        drop((out, err, guard));
         ledger::adopt(ledger);
-        child_main::<T>(parent, tx, ctx, body);
+        child_main::<T>(parent, keep, tx, ctx, body);
     }
+    drop((out, err));
     drop(tx);
+    if let (Some(pgid), true) = (keep.group(), pid > 0) {
+        // The child joins the group itself too; doing it here as well means it is in the group
+        // when we return, whether or not it has run yet (the shells' way).
+        // SAFETY: setpgid on our own child, which has not called exec.
+        unsafe { libc::setpgid(pid, pgid) };
+    }
     drop(guard);
     if pid < 0 {
         let e = std::io::Error::last_os_error();
@@ -175,12 +215,14 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
             ledger::add(l, chan, role, 1);
         }
     }
+    let starter = keep.death_signal().then(Starter::current);
     Ok(Child {
         pid,
         rx,
         held,
         names,
         ledger,
+        starter,
     })
 }
 
@@ -197,15 +239,41 @@ fn warm_up_ipc() {
     });
 }
 
-/// Things every child does first: die with its parent, forget the parent's per-thread state.
-pub(crate) fn child_setup(parent: libc::pid_t) {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; getppid has no preconditions.
+/// What a forked child does first: join its parent's watchdog group (or ask to die with the
+/// forking thread), leave at once if the parent is already gone, drop the parent's watchdog pipe,
+/// forget the parent's per-thread state.
+fn child_setup(parent: libc::pid_t, keep: Keep) {
+    // SAFETY: setpgid, prctl and getppid take plain values; _exit ends the process.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if let Some(pgid) = keep.group() {
+            libc::setpgid(0, pgid);
+        }
+        if keep.death_signal() {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        }
         if libc::getppid() != parent {
-            libc::_exit(1); // the parent died before we could ask to die with it
+            libc::_exit(1); // the parent died before we were in its group (or asked to die with it)
         }
     }
+    forget_watchdog();
+    if let Some(pgid) = keep.group() {
+        INHERITED_GROUP.store(pgid, Ordering::Relaxed);
+    }
+    fresh_process();
+}
+
+/// What a re-executed child does first (its process group or death signal were set before exec):
+/// attach the inherited segment, and keep it, and where it is, from what this child starts.
+///
+/// Call it only from `Registry::init`'s child path, which runs before the program starts threads.
+pub(crate) fn exec_child_setup() {
+    // `take_exec_bootstrap` has taken the segment's variable out of the environment, and
+    // `shm::attach_inherited` has set FD_CLOEXEC again on its descriptor.
+    fresh_process();
+}
+
+/// Per-process state a child must not share with its parent.
+fn fresh_process() {
     reseed_random();
     forget_waiter();
     prepare_waiter();
@@ -223,12 +291,13 @@ fn reseed_random() {
 
 fn child_main<T: Serialize + 'static>(
     parent: libc::pid_t,
+    keep: Keep,
     tx: IpcSender<Msg>,
     ctx: ProcessContext,
     body: Body<T>,
 ) -> ! {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        child_setup(parent);
+        child_setup(parent, keep);
         let ending = run_body::<ThreadSlot, T>(ctx, body);
         let report = match ending.outcome {
             Ok(outcome) => codec::to_bytes(&outcome)
@@ -242,8 +311,8 @@ fn child_main<T: Serialize + 'static>(
         release_waiter();
         sent
     }));
-    // No flush of stdout here: another thread of the parent may have held its lock at the fork,
-    // and that lock stays locked in the child. `println!` output is line-flushed already.
+    // No flush of stdout here: a thread the body started may still hold its lock. `println!`
+    // output is line-flushed already.
     // SAFETY: _exit ends the child without running the parent's atexit handlers or flushing its
     // copies of stdio buffers a second time.
     unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 101 }) }
@@ -260,6 +329,13 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     let (server, server_name) = match IpcOneShotServer::<Msg>::new() {
         Ok(s) => s,
         Err(e) => return fail(held, format!("no bootstrap server: {e}")),
+    };
+    let keep = {
+        let _serial = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        match orphan_guard() {
+            Ok(keep) => keep,
+            Err(why) => return fail(held, why),
+        }
     };
     // Not `current_exe()`: that is a path, which names another program (or nothing) once the
     // binary is rebuilt or deleted; `/proc/self/exe` is the running binary itself.
@@ -287,7 +363,11 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
     if let Some(err) = spec.stderr.take() {
         cmd.stderr(err);
     }
+    if let Some(pgid) = keep.group() {
+        cmd.process_group(pgid);
+    }
     let fd = seg.fd();
+    let death_signal = keep.death_signal();
     // SAFETY: the hook runs in the forked child before exec and calls only async-signal-safe
     // functions (fcntl, prctl) on values copied in.
     unsafe {
@@ -295,7 +375,9 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
             if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if death_signal {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
             Ok(())
         });
     }
@@ -326,6 +408,7 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
                 held,
                 names: HashMap::new(),
                 ledger: None,
+                starter: death_signal.then(Starter::current),
             })
         }
         // The child is reaped already.
@@ -345,11 +428,12 @@ fn hello(
     // `accept` blocks until a client connects and sends, so it gets a thread of its own, and
     // this one watches the child and the clock.
     let (acc_tx, acc_rx) = mpsc::channel();
-    let accepter = std::thread::Builder::new()
-        .name("cspnet-exec-hello".into())
-        .spawn(move || {
+    let accepter = spawn_own_thread(
+        std::thread::Builder::new().name("cspnet-accept".into()),
+        move || {
             let _ = acc_tx.send(server.accept());
-        });
+        },
+    );
     let accepter = match accepter {
         Ok(handle) => handle,
         Err(e) => {
@@ -430,26 +514,53 @@ pub(crate) fn take_exec_bootstrap() -> Option<Bootstrap> {
     })
 }
 
-/// What a re-executed child does first, as a forked one does: die with its parent, set up its
-/// waiter record.
-pub(crate) fn exec_child_setup() {
-    // SAFETY: getppid has no preconditions.
-    child_setup(unsafe { libc::getppid() });
-}
-
 /// Waits for `pid` and describes how it ended.
 pub(crate) fn reap(pid: libc::pid_t) -> String {
+    reap_status(pid).map_or_else(|why| why, describe)
+}
+
+/// Waits for `pid`: its wait status, or why there is none.
+fn reap_status(pid: libc::pid_t) -> Result<libc::c_int, String> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on our own child's pid with a valid status pointer.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         if r == pid {
-            return describe(status);
+            return Ok(status);
         }
         if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
-        return format!("vanished (waitpid: {})", std::io::Error::last_os_error());
+        return Err(format!(
+            "vanished (waitpid: {})",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// How a child that ended without reporting reads in its failure: its wait status, and, if it
+/// was killed because the thread that started it ended, that cause.
+fn crash_report(status: Result<libc::c_int, String>, starter: Option<&Starter>) -> String {
+    let status = match status {
+        Ok(status) => status,
+        Err(why) => return why,
+    };
+    let how = describe(status);
+    match starter {
+        Some(starter)
+            if libc::WIFSIGNALED(status)
+                && libc::WTERMSIG(status) == libc::SIGKILL
+                && starter.ended() =>
+        {
+            format!(
+                "{how}: the thread that started it ({}) ended before it was joined; a child \
+                 dies with the thread that forked it when a forked process starts it, or when \
+                 the orphan guard is off (CSPNET_ORPHAN_GUARD=off, set_orphan_guard(false)), so \
+                 keep that thread until the join",
+                starter.thread
+            )
+        }
+        _ => how,
     }
 }
 
@@ -548,10 +659,11 @@ pub(crate) fn watch(
     let flag = Arc::clone(&killed);
     let slot = Arc::new(Mutex::new(Some(child)));
     let in_thread = Arc::clone(&slot);
-    let started = std::thread::Builder::new()
-        .name("cspnet-watch".into())
-        .stack_size(256 << 10)
-        .spawn(move || {
+    let started = spawn_own_thread(
+        std::thread::Builder::new()
+            .name("cspnet-watch".into())
+            .stack_size(256 << 10),
+        move || {
             let child = in_thread
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -559,7 +671,8 @@ pub(crate) fn watch(
                 .expect("the watcher starts once");
             let (report, held) = wait_for(child, on_crash, &flag);
             done(report, held, pid as u32);
-        });
+        },
+    );
     match started {
         Ok(watcher) => Ok(Watched {
             pid,
@@ -595,7 +708,7 @@ fn wait_for(child: Child, on_crash: Leave, killed: &AtomicBool) -> (Report, Vec<
             Msg::Hello { .. } => {}
         }
     }
-    let how = reap(child.pid);
+    let status = reap_status(child.pid);
     match report {
         // A re-executed child that did not run its function (not registered, mismatched types)
         // never took up the ends it was sent.
@@ -614,6 +727,7 @@ fn wait_for(child: Child, on_crash: Leave, killed: &AtomicBool) -> (Report, Vec<
                 .into_iter()
                 .map(|(chan, role)| HeldEnd::new(child.names.get(&chan).map(|n| &**n), role))
                 .collect();
+            let how = crash_report(status, child.starter.as_ref());
             let how = if killed.load(Ordering::Acquire) {
                 format!("{how} (killed through its handle)")
             } else {
@@ -641,6 +755,405 @@ fn release(ledger: Option<u64>, census: Vec<(u64, Role)>, on_crash: Leave) -> Ve
             poison_held(&census);
             census
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fork safety: the warning about forking a multi-threaded program.
+
+/// Environment variable: `off` silences the warning about forking a multi-threaded program.
+pub(crate) const ENV_FORK_WARNING: &str = "CSPNET_FORK_WARNING";
+
+/// Whether `set_fork_warning(false)` was called.
+static FORK_WARNING_OFF: AtomicBool = AtomicBool::new(false);
+/// Set once the warning was given (or found silenced by the environment): at most once a program.
+static FORK_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Silences (`false`) or restores (`true`) the warning about forking a multi-threaded program.
+pub(crate) fn set_fork_warning(on: bool) {
+    FORK_WARNING_OFF.store(!on, Ordering::Relaxed);
+}
+
+/// How many threads cspnet may run at once that it knows are its own by id (one watcher per
+/// running child); past that, a thread is still known as ours by its `cspnet-` name.
+const OWN_SLOTS: usize = 4096;
+/// The kernel thread ids of the threads cspnet runs itself (0: a free slot). Atomics, not a lock:
+/// a forked child must never find it locked.
+static OWN_THREADS: [AtomicI32; OWN_SLOTS] = [const { AtomicI32::new(0) }; OWN_SLOTS];
+
+/// Registers the calling thread as one of cspnet's own, so the fork warning does not count it.
+/// Every thread cspnet starts calls it first. The slot is freed when the thread is no longer in
+/// `/proc/self/task` (see [`other_threads`]), not when its body ends: a thread that has finished
+/// its work is still listed until the kernel has let it go.
+pub(crate) fn register_own_thread() {
+    let tid = gettid();
+    for slot in &OWN_THREADS {
+        if slot
+            .compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// cspnet threads started but not yet registered: until a new thread has run its first line (and
+/// set its name) a fork would count it as the program's.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts one of cspnet's own threads, which the fork warning does not count.
+pub(crate) fn spawn_own_thread<R: Send + 'static>(
+    builder: std::thread::Builder,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<R>> {
+    STARTING.fetch_add(1, Ordering::AcqRel);
+    let started = builder.spawn(move || {
+        register_own_thread();
+        STARTING.fetch_sub(1, Ordering::AcqRel);
+        f()
+    });
+    if started.is_err() {
+        STARTING.fetch_sub(1, Ordering::AcqRel);
+    }
+    started
+}
+
+fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// The program's other threads (not the caller, not cspnet's own): how many, and one's name.
+fn other_threads() -> (usize, Option<String>) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, None);
+    };
+    let me = gettid();
+    let tids: Vec<libc::pid_t> = tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect();
+    // Free the slots of our threads that are gone (in a forked child: all of the parent's).
+    for slot in &OWN_THREADS {
+        let tid = slot.load(Ordering::Relaxed);
+        // Looked up again: a thread registered since the listing is not in it, yet alive.
+        if tid != 0
+            && !tids.contains(&tid)
+            && !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+        {
+            let _ = slot.compare_exchange(tid, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+    let ours: Vec<libc::pid_t> = OWN_THREADS
+        .iter()
+        .map(|s| s.load(Ordering::Relaxed))
+        .filter(|&t| t != 0)
+        .collect();
+    let others: Vec<libc::pid_t> = tids
+        .into_iter()
+        .filter(|t| *t != me && !ours.contains(t))
+        .filter(|tid| {
+            // A thread that has gone since the listing (its comm no longer reads) is no threat.
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"));
+            comm.is_ok_and(|c| !c.starts_with("cspnet-"))
+        })
+        .collect();
+    let name = others.first().map(|tid| {
+        let comm =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+        format!("\"{}\" (tid {tid})", comm.trim_end())
+    });
+    (others.len(), name)
+}
+
+/// Before a fork: if the program runs other threads, says once (on stderr) that a lock one of
+/// them holds stays locked in the child, and that `exec` is the remedy.
+fn warn_if_threaded() {
+    if FORK_WARNED.load(Ordering::Relaxed) || FORK_WARNING_OFF.load(Ordering::Relaxed) {
+        return;
+    }
+    let (count, name) = other_threads();
+    if count <= STARTING.load(Ordering::Acquire) {
+        return;
+    }
+    if std::env::var_os(ENV_FORK_WARNING).is_some_and(|v| v == "off") {
+        FORK_WARNED.store(true, Ordering::Relaxed);
+        return;
+    }
+    if FORK_WARNED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let name = name.unwrap_or_default();
+    eprintln!(
+        "cspnet-processes: warning: a process is being forked while this program runs {count} \
+         other thread(s), e.g. {name}. A lock such a thread holds at the fork (a Mutex, the \
+         environment, a library's global state) stays locked in the child forever, and the \
+         child hangs if it needs it. Start processes from a multi-threaded program with `exec` \
+         (cspnet_processes::exec, which re-executes the program) instead; if no thread holds a \
+         lock the children need, silence this with CSPNET_FORK_WARNING=off or \
+         cspnet_processes::set_fork_warning(false). (Said once per program.)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// No orphans: the watchdog.
+
+/// Environment variable: `off` turns the orphan guard off (see [`set_orphan_guard`]).
+pub(crate) const ENV_ORPHAN_GUARD: &str = "CSPNET_ORPHAN_GUARD";
+
+/// How this process's children are kept from outliving it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Keep {
+    /// In the process group of this process's watchdog (its pid), which kills the group when
+    /// this process ends.
+    Group(libc::pid_t),
+    /// In this forked child's group (its program's watchdog's), and with `PR_SET_PDEATHSIG`:
+    /// killed when the program ends, or when the thread that forked them does. A sub-network
+    /// costs no watchdog of its own.
+    Nested(libc::pid_t),
+    /// In the caller's process group, with `PR_SET_PDEATHSIG`: killed when the thread that
+    /// forked them ends (the orphan guard is off).
+    DeathSignal,
+}
+
+impl Keep {
+    /// The process group a child joins, if not the caller's.
+    fn group(self) -> Option<libc::pid_t> {
+        match self {
+            Keep::Group(pgid) | Keep::Nested(pgid) => Some(pgid),
+            Keep::DeathSignal => None,
+        }
+    }
+
+    /// Whether a child dies with the thread that started it.
+    fn death_signal(self) -> bool {
+        !matches!(self, Keep::Group(_))
+    }
+}
+
+/// In a forked child: the watchdog group it was placed in (0: none, a program's first process).
+static INHERITED_GROUP: AtomicI32 = AtomicI32::new(0);
+
+const GUARD_UNDECIDED: u8 = 0;
+const GUARD_ON: u8 = 1;
+const GUARD_OFF: u8 = 2;
+/// Decided by `set_orphan_guard` or, at the first child, by `CSPNET_ORPHAN_GUARD`; then fixed.
+static ORPHAN_GUARD: AtomicU8 = AtomicU8::new(GUARD_UNDECIDED);
+
+/// Chooses whether children are guarded by a watchdog; `false` once the choice was made.
+pub(crate) fn set_orphan_guard(on: bool) -> bool {
+    let want = if on { GUARD_ON } else { GUARD_OFF };
+    ORPHAN_GUARD
+        .compare_exchange(GUARD_UNDECIDED, want, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+        || ORPHAN_GUARD.load(Ordering::Relaxed) == want
+}
+
+fn orphan_guard_on() -> bool {
+    let decided = ORPHAN_GUARD.load(Ordering::Relaxed);
+    if decided != GUARD_UNDECIDED {
+        return decided == GUARD_ON;
+    }
+    let off = std::env::var_os(ENV_ORPHAN_GUARD).is_some_and(|v| v == "off");
+    let choice = if off { GUARD_OFF } else { GUARD_ON };
+    match ORPHAN_GUARD.compare_exchange(
+        GUARD_UNDECIDED,
+        choice,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    ) {
+        Ok(_) => choice == GUARD_ON,
+        Err(now) => now == GUARD_ON,
+    }
+}
+
+/// The process whose watchdog [`WATCHDOG`] and [`WATCH_FD`] describe (a forked child inherits
+/// its parent's values and must start its own).
+static WATCH_OWNER: AtomicI32 = AtomicI32::new(0);
+/// The watchdog's pid, which is also its process group's id.
+static WATCHDOG: AtomicI32 = AtomicI32::new(0);
+/// The write end of the watchdog's pipe: only the supervising process holds it (`O_CLOEXEC`, and
+/// forked children close it first thing).
+static WATCH_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// How to keep the next child from outliving this process: starts this process's watchdog if it
+/// has none running (the first time, or if it was killed). Call it with [`FORK_LOCK`] held, so
+/// that no child of ours is forked while the watchdog's pipe is being made.
+fn orphan_guard() -> Result<Keep, String> {
+    if !orphan_guard_on() {
+        return Ok(Keep::DeathSignal);
+    }
+    let inherited = INHERITED_GROUP.load(Ordering::Relaxed);
+    if inherited != 0 {
+        return Ok(Keep::Nested(inherited));
+    }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if WATCH_OWNER.load(Ordering::Relaxed) == me {
+        let watchdog = WATCHDOG.load(Ordering::Relaxed);
+        let mut status = 0;
+        // SAFETY: a non-blocking waitpid on our own child; it reaps the watchdog if it died.
+        if unsafe { libc::waitpid(watchdog, &mut status, libc::WNOHANG) } == 0 {
+            return Ok(Keep::Group(watchdog));
+        }
+        forget_watchdog(); // killed by someone: a new one guards the children from now on
+    }
+    let (watchdog, fd) = start_watchdog()?;
+    WATCHDOG.store(watchdog, Ordering::Relaxed);
+    WATCH_FD.store(fd, Ordering::Relaxed);
+    WATCH_OWNER.store(me, Ordering::Relaxed);
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    // SAFETY: atexit with a function that lives as long as the program.
+    AT_EXIT.call_once(|| unsafe {
+        libc::atexit(end_watchdog);
+    });
+    Ok(Keep::Group(watchdog))
+}
+
+/// At `exit`: kills what is left of the watchdog's group, the watchdog with it, and reaps the
+/// watchdog, so that nothing we started is running when `exit` returns, and the watchdog is not
+/// left as a zombie for init to reap. (Killing the group here rather than waiting for the
+/// watchdog to see end-of-file: a process forked by other means may hold the pipe's write end.)
+extern "C" fn end_watchdog() {
+    // SAFETY: getpid has no preconditions.
+    if WATCH_OWNER.load(Ordering::Relaxed) != unsafe { libc::getpid() } {
+        return; // a forked child that called exit: not its watchdog
+    }
+    let watchdog = WATCHDOG.load(Ordering::Relaxed);
+    forget_watchdog();
+    let mut status = 0;
+    // SAFETY: kill on the group our watchdog leads, which we checked is still ours (it has not
+    // been reaped, so its pid and group id cannot have been reused); waitpid on our own child
+    // with a valid status pointer, retried on EINTR.
+    unsafe {
+        if libc::waitpid(watchdog, &mut status, libc::WNOHANG) != 0 {
+            return; // already gone (and reaped now)
+        }
+        libc::kill(-watchdog, libc::SIGKILL);
+        while libc::waitpid(watchdog, &mut status, 0) == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+    }
+}
+
+/// Closes our copy of the watchdog pipe's write end: in a forked child (whose parent's watchdog
+/// must see end-of-file when the parent ends), or when the watchdog is gone.
+fn forget_watchdog() {
+    let fd = WATCH_FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: closing a descriptor this module opened and nothing else uses.
+        unsafe { libc::close(fd) };
+    }
+    WATCH_OWNER.store(0, Ordering::Relaxed);
+}
+
+/// Forks the watchdog: its pid (and process group), and the write end of its pipe.
+fn start_watchdog() -> Result<(libc::pid_t, libc::c_int), String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 with a valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(format!(
+            "no pipe for the orphan watchdog: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let [read_end, write_end] = fds;
+    // SAFETY: the child runs only watchdog_main, which makes async-signal-safe calls only.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        watchdog_main(read_end, write_end);
+    }
+    let forked = std::io::Error::last_os_error();
+    // SAFETY: closing our copy of the read end; setpgid on our own child (it does the same, so
+    // the group exists whichever runs first).
+    unsafe {
+        libc::close(read_end);
+        if pid > 0 {
+            libc::setpgid(pid, pid);
+        }
+    }
+    if pid < 0 {
+        // SAFETY: closing the write end we opened.
+        unsafe { libc::close(write_end) };
+        return Err(format!("could not fork the orphan watchdog: {forked}"));
+    }
+    Ok((pid, write_end))
+}
+
+/// The watchdog: leads a process group of its own, in which every child of the supervisor is
+/// placed, waits for end-of-file on the pipe (the supervisor ended, however), and kills the group.
+///
+/// It is a fork of a possibly multi-threaded program, so it makes async-signal-safe calls only.
+fn watchdog_main(read_end: libc::c_int, write_end: libc::c_int) -> ! {
+    // SAFETY: each call takes plain values or pointers to locals; all are async-signal-safe.
+    unsafe {
+        libc::close(write_end);
+        if libc::setpgid(0, 0) != 0 || libc::getpgrp() != libc::getpid() {
+            libc::_exit(1); // never kill a group we do not lead
+        }
+        libc::prctl(libc::PR_SET_NAME, c"cspnet-watchdog".as_ptr());
+        // The supervisor's signal handlers are not for us; its terminal signals do not reach our
+        // group anyway.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        // Hold nothing of the supervisor's open: no pipe of its reads end-of-file late because
+        // of us.
+        close_all_but(read_end);
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(read_end, (&raw mut byte).cast(), 1);
+            if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
+                break;
+            }
+        }
+        libc::kill(0, libc::SIGKILL); // our own group, ourselves last
+        libc::_exit(0)
+    }
+}
+
+/// Closes every descriptor but `keep` (async-signal-safe).
+fn close_all_but(keep: libc::c_int) {
+    let keep = keep as libc::c_uint;
+    // SAFETY: close_range and close take plain numbers.
+    unsafe {
+        let below = keep == 0 || libc::syscall(libc::SYS_close_range, 0, keep - 1, 0) == 0;
+        let above = libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0) == 0;
+        if !(below && above) {
+            for fd in 0..4096 {
+                if fd != keep as libc::c_int {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+}
+
+/// The thread that started a child which dies with it (`PR_SET_PDEATHSIG`): its name, and a
+/// token that tells whether it has ended.
+pub(crate) struct Starter {
+    thread: String,
+    alive: Weak<()>,
+}
+
+thread_local! {
+    /// Dropped when the thread ends, which is how a [`Starter`] learns that it did.
+    static ALIVE: Arc<()> = Arc::new(());
+}
+
+impl Starter {
+    fn current() -> Self {
+        let name = std::thread::current()
+            .name()
+            .map_or_else(|| "unnamed".to_owned(), |n| format!("\"{n}\""));
+        Starter {
+            thread: format!("{name}, tid {}", gettid()),
+            alive: ALIVE.with(Arc::downgrade),
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.alive.upgrade().is_none()
     }
 }
 

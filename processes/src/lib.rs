@@ -1,7 +1,7 @@
 //! cspnet on OS processes: every CSP process is an OS process, every channel lives in shared memory.
 //!
 //! **Linux only.** It needs `memfd_create`, process-shared futexes, robust process-shared mutexes
-//! and `prctl(PR_SET_PDEATHSIG)`. On every other target the crate is empty: it builds, so a
+//! and `/proc`. On every other target the crate is empty: it builds, so a
 //! program that depends on it still compiles there, but it exports nothing.
 //!
 //! The same API as `cspnet-threads`, name for name: the types are `cspnet_core`'s, written once for
@@ -102,18 +102,64 @@
 //! }
 //! ```
 //!
-//! # Fork hazards
+//! # Fork safety
 //!
 //! After `fork` only the forking thread exists in the child. A lock that another thread of the
-//! parent held at that moment stays locked in the child forever. glibc's `malloc` is fork-safe,
-//! and this crate keeps the common case safe: it takes none of its own locks across the fork (the
-//! segment lock lives in shared memory and is released by its owner as usual), flushes stdout and
-//! stderr before forking and does not touch them when the child ends, initialises ipc-channel's lazy
-//! state before the first fork, and sets `PR_SET_PDEATHSIG` so children die with the thread that
-//! started them (join a [`Spawned`] from the thread that spawned it). What it cannot make safe is a
-//! body that needs a lock some other thread held at the fork: `std::io::stdout()` while another
-//! thread prints, `std::env` while another thread changes the environment, a library's global
-//! mutex. In a program with such threads, start processes with [`exec`] instead.
+//! parent held at that moment stays locked in the child forever. This crate keeps the common
+//! cases safe: it holds std's `stdout` and `stderr` locks across the fork (so children print
+//! while other threads of the parent print; a fork waits for a thread that holds
+//! `stdout().lock()`, so do not hold that lock while waiting for a child), takes none of its own
+//! locks across it otherwise (the segment lock lives in shared memory and is released by its
+//! owner as usual), and initialises ipc-channel's lazy state before the first fork. What it cannot
+//! make safe is a body that needs a lock some other thread held at the fork: a `Mutex` of the
+//! program's, `std::env` while another thread changes the environment, a library's global mutex.
+//!
+//! So at each fork it looks for the program's other threads (`/proc/self/task`; the threads
+//! cspnet runs itself do not count) and, if there are any, says once per program, on stderr:
+//! `cspnet-processes: warning: a process is being forked while this program runs N other
+//! thread(s) ...`, naming [`exec`] as the remedy: a re-executed child starts fresh, with no
+//! inherited lock. Silence it with `CSPNET_FORK_WARNING=off` or [`set_fork_warning`]`(false)` in a
+//! program whose threads hold no lock the children need. Test binaries are multi-threaded (the
+//! harness runs tests on threads): the warning is written with `eprintln!`, so the harness
+//! captures it with the test's output and shows it only for a failing test or with `--nocapture`.
+//!
+//! # No orphans
+//!
+//! No process a program starts, directly or not, outlives it, whether it returns from `main`,
+//! exits, panics or is killed with `SIGKILL`. Before its first child, the program forks a
+//! *watchdog* (named `cspnet-watchdog`): it leads a process group of its own, closes every
+//! descriptor but the read end of a pipe whose write end only the program holds (close-on-exec,
+//! and closed first thing in every forked child), and waits. Every child joins that group, and
+//! whatever a child starts (a `Command`, a shell and its jobs, a sub-network) is born into it.
+//! When the program is killed, the pipe reads end-of-file and the watchdog sends `SIGKILL` to the
+//! whole group; when it exits, `exit` kills the group itself and reaps the watchdog, so nothing it
+//! started runs once `exit` returns. A child of the program survives the end of the thread that
+//! started it (join it from any thread).
+//!
+//! A forked child that starts children of its own puts them in the same group (one watchdog per
+//! program) and also has them die with the thread that forked them (`PR_SET_PDEATHSIG`), so a
+//! sub-network ends with the process that started it; a child killed that way because its
+//! starting thread ended is reported as such (see below). An [`exec`]'d child is a program of its
+//! own: if it starts children, it gets its own watchdog. The limits:
+//!
+//! - A descendant that leaves the group (`setsid`, `setpgid`: a daemon does) is not killed.
+//! - Children are not in the terminal's foreground process group. Ctrl-C and Ctrl-Z at a terminal
+//!   reach the program, not its children: if Ctrl-C ends the program, the watchdog kills them
+//!   (with `SIGKILL`, so they do not see a `SIGINT`); a program that handles `SIGINT` decides
+//!   itself what happens to them. A child that reads the terminal is stopped by `SIGTTIN` (and one
+//!   that writes to it under `stty tostop` by `SIGTTOU`).
+//! - A program has one more OS process, the watchdog. If someone kills it, the next child starts
+//!   a new one, but the children started before then are unguarded.
+//! - What a forked child started with `Command` (not a cspnet process) outlives that child if it
+//!   crashes, until the program ends.
+//!
+//! For children that must stay in the terminal's group, turn the guard off with
+//! `CSPNET_ORPHAN_GUARD=off` or [`set_orphan_guard`]`(false)` before the first child. Children
+//! then stay in the caller's group and get `PR_SET_PDEATHSIG`, which covers direct children only
+//! (what they start can outlive the program) and kills a child when the *thread* that started it
+//! ends. A child killed because that thread ended is reported as
+//! `Cause::Crashed("killed by signal 9 (SIGKILL): the thread that started it (\"name\", tid N)
+//! ended before it was joined; ...")`: join it from that thread.
 //!
 //! A payload type that is not `Serialize + DeserializeOwned + Send` is a compile error:
 //!
@@ -336,6 +382,57 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Mobile<T> for Processes {
 #[cfg(target_os = "linux")]
 pub fn set_segment_size(bytes: usize) -> bool {
     shm::request_size(bytes)
+}
+
+/// Silences (`false`) or restores (`true`) the warning this crate gives, once per program, when it
+/// forks a process while the program runs other threads (threads cspnet runs itself do not count).
+/// Setting `CSPNET_FORK_WARNING=off` in the environment silences it too.
+///
+/// Silence it only in a program whose threads hold no lock the forked children need; otherwise
+/// start the children with [`exec`], which re-executes the program instead of forking it. The
+/// test harness runs tests on threads, so a test that forks is warned; the harness captures the
+/// warning like any test output and shows it only with a failure (or `--nocapture`).
+///
+/// ```
+/// cspnet_processes::set_fork_warning(false);
+/// let worker = std::thread::spawn(|| std::thread::park());
+/// let out = cspnet_processes::parallel([cspnet_processes::process(|| Ok(1u8))]).unwrap();
+/// assert_eq!(out, vec![Ok(1)]); // forked without a word on stderr
+/// # drop(worker);
+/// ```
+#[cfg(target_os = "linux")]
+pub fn set_fork_warning(on: bool) {
+    children::set_fork_warning(on);
+}
+
+/// Turns the orphan guard on (`true`, the default) or off, before the first child starts (it
+/// overrides `CSPNET_ORPHAN_GUARD=off`). Returns `false` if the other choice was already made, in
+/// which case nothing changes.
+///
+/// With the guard on, no process a program starts, directly or not, outlives it: its children run
+/// in the process group of a watchdog process (forked before the first child), which kills the
+/// whole group when the program ends, normally or by `SIGKILL`. Turn it off for children that must
+/// stay in the terminal's foreground process group (one that reads the terminal, or should get
+/// its Ctrl-C itself); they then die with the *thread* that started them (`PR_SET_PDEATHSIG`), and
+/// what they start themselves can outlive the program. The crate docs have the details.
+///
+/// ```
+/// assert!(cspnet_processes::set_orphan_guard(false));
+/// let out = cspnet_processes::parallel([cspnet_processes::process(|| Ok(2u8))]).unwrap();
+/// assert_eq!(out, vec![Ok(2)]);
+/// assert!(!cspnet_processes::set_orphan_guard(true)); // decided when the child started
+/// ```
+#[cfg(target_os = "linux")]
+pub fn set_orphan_guard(on: bool) -> bool {
+    children::set_orphan_guard(on)
+}
+
+/// Registers the calling thread as one of cspnet's own, which the fork warning does not count
+/// (for cspnet's own threads in other crates, and the tests).
+#[doc(hidden)]
+#[cfg(target_os = "linux")]
+pub fn __register_own_thread() {
+    children::register_own_thread();
 }
 
 /// Test hook: takes the segment lock as an operation on `reader`'s channel would, runs `then`

@@ -41,6 +41,8 @@ mod linux {
     /// The descriptors the test run had when it started (inherited from whoever ran it), as
     /// "fd -> target" lines: a grandchild may have these, and 0, 1, 2, and nothing else.
     static BASELINE: OnceLock<BTreeSet<String>> = OnceLock::new();
+    /// The orphan guard's watchdog process, our one child between checks.
+    static WATCHDOG: OnceLock<Vec<u32>> = OnceLock::new();
 
     /// The open descriptors of this process as "fd -> target" lines, without the one that lists
     /// them.
@@ -137,6 +139,9 @@ mod linux {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
+            if WATCHDOG.get().is_some_and(|w| w.contains(&pid)) {
+                continue;
+            }
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };
@@ -531,6 +536,10 @@ mod linux {
         if std::env::args().nth(1).as_deref() == Some("--replaced-self") {
             replaced_self();
         }
+        // The first child starts the orphan guard's watchdog, which lives as long as the program:
+        // its pipe and the watchdog itself belong to the baseline.
+        parallel([process(|| Ok(()))]).unwrap();
+        WATCHDOG.set(children()).unwrap();
         BASELINE.set(own_fds()).unwrap();
         let checks: [(&str, fn()); 9] = [
             (
