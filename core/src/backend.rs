@@ -134,6 +134,18 @@ pub trait Backend: Sized + Send + Sync + 'static {
         flush_dropped_ends::<Self::Slot>();
     }
 
+    /// Whether handles dropped now are only being counted, not let go: the processes backend's
+    /// census of what a forked child holds (see its `channel.rs`). A handle that acts when dropped
+    /// (a barrier member resigns) does nothing then.
+    ///
+    /// ```
+    /// use cspnet_core::Backend;
+    /// assert!(!cspnet_threads::Threads::taking_census());
+    /// ```
+    fn taking_census() -> bool {
+        false
+    }
+
     /// A fresh id for a process about to start (unique across the network).
     ///
     /// ```

@@ -55,6 +55,11 @@ pub(crate) fn recording_serialized<R>(f: impl FnOnce() -> R) -> (R, Vec<(u64, Ro
     (r, held)
 }
 
+/// Whether a census is being taken now (see the module docs).
+pub(crate) fn taking_census() -> bool {
+    CENSUS.with(|c| c.borrow().is_some())
+}
+
 fn counted_in_census(chan: u64, role: Role) -> bool {
     CENSUS.with(|c| match c.borrow_mut().as_mut() {
         Some(list) => {

@@ -199,6 +199,10 @@ impl Backend for Processes {
     fn next_id() -> ProcessId {
         ProcessId::new(shm::segment().next_id())
     }
+
+    fn taking_census() -> bool {
+        channel::taking_census()
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -1466,3 +1466,273 @@ mod mobile {
         assert_eq!(out[1], Err(ChannelError::Poisoned));
     }
 }
+
+/// Barriers (occam-π's `BARRIER`, JCSP's `Barrier`): no enrolled member gets past a sync before
+/// every enrolled member has reached it; members enroll and resign (dropping one resigns); poison
+/// fails every pending and later sync; a member whose process panics poisons the barrier.
+mod barrier {
+    use super::csp;
+    use cspnet_core::ChannelError;
+
+    /// `members` processes each log `(round, id)` and then sync, for `rounds` rounds; returns the
+    /// log in the order written.
+    fn lock_step(members: u32, rounds: u32) -> Vec<(u32, u32)> {
+        let barrier = csp::Barrier::new();
+        let log = csp::Channel::<(u32, u32)>::with_buffer((members * rounds) as usize);
+        let procs: Vec<_> = (0..members)
+            .map(|id| {
+                let (end, w) = (barrier.enroll(), log.writer());
+                csp::process(move || {
+                    for round in 0..rounds {
+                        w.write((round, id))?;
+                        end.sync()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let r = log.reader();
+        drop((barrier, log));
+        let out = csp::parallel(procs).unwrap();
+        assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
+        r.iter().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn nobody_passes_a_sync_before_everyone_reached_it() {
+        let (members, rounds) = (5, 20);
+        let log = lock_step(members, rounds);
+        assert_eq!(log.len(), (members * rounds) as usize);
+        for (i, chunk) in log.chunks(members as usize).enumerate() {
+            let mut ids: Vec<u32> = chunk.iter().map(|&(_, id)| id).collect();
+            ids.sort_unstable();
+            assert_eq!(
+                ids,
+                (0..members).collect::<Vec<_>>(),
+                "round {i}: {chunk:?}"
+            );
+            assert!(
+                chunk.iter().all(|&(r, _)| r == i as u32),
+                "round {i}: {chunk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sixty_four_members_keep_lock_step() {
+        let log = lock_step(64, 3);
+        let rounds: Vec<u32> = log.iter().map(|&(r, _)| r).collect();
+        let mut sorted = rounds.clone();
+        sorted.sort_unstable();
+        assert_eq!(rounds, sorted);
+    }
+
+    #[test]
+    fn a_lone_member_syncs_at_once_and_counts_follow_enroll_and_resign() {
+        let b = csp::Barrier::new();
+        assert_eq!(b.enrolled(), Ok(0));
+        let me = b.enroll();
+        for _ in 0..3 {
+            assert_eq!(me.sync(), Ok(()));
+        }
+        let other = me.clone();
+        let third = other.enroll();
+        assert_eq!(b.enrolled(), Ok(3));
+        other.resign();
+        drop(third);
+        assert_eq!(b.enrolled(), Ok(1));
+        assert_eq!(me.sync(), Ok(()));
+    }
+
+    #[test]
+    fn poison_during_a_sync_fails_every_waiting_member() {
+        // Three members tell the poisoner they are about to sync; the fourth member, which never
+        // syncs, poisons the barrier. Whether each was already waiting or not, its sync fails.
+        let b = csp::Barrier::new();
+        let ready = csp::Channel::<u32>::new();
+        let mut procs: Vec<_> = (0..3)
+            .map(|i| {
+                let (end, w) = (b.enroll(), ready.writer());
+                csp::process(move || {
+                    w.write(i)?;
+                    end.sync().map(|()| 1)
+                })
+            })
+            .collect();
+        let (end, r) = (b.enroll(), ready.reader());
+        procs.push(csp::process(move || {
+            for _ in 0..3 {
+                r.read()?;
+            }
+            end.poison();
+            Ok(0)
+        }));
+        drop((b, ready));
+        let out = csp::parallel(procs).unwrap();
+        assert_eq!(out[..3], [Err(ChannelError::Poisoned); 3]);
+        assert_eq!(out[3], Ok(0));
+    }
+
+    #[test]
+    fn a_poisoned_barrier_fails_later_syncs_and_new_members() {
+        let b = csp::Barrier::new();
+        let (x, y) = (b.enroll(), b.enroll());
+        b.poison();
+        assert_eq!(x.sync(), Err(ChannelError::Poisoned));
+        assert_eq!(y.sync(), Err(ChannelError::Poisoned));
+        assert_eq!(b.enroll().sync(), Err(ChannelError::Poisoned));
+        assert_eq!(b.enrolled(), Err(ChannelError::Poisoned));
+    }
+
+    #[test]
+    fn resigning_mid_sync_releases_the_members_waiting_only_for_it() {
+        // Two members sync while the third, once both said they are about to, resigns: they go on
+        // (whether they were already waiting or arrive after) and sync again between themselves.
+        let b = csp::Barrier::new();
+        let ready = csp::Channel::<u32>::new();
+        let mut procs: Vec<_> = (0..2)
+            .map(|i| {
+                let (end, w) = (b.enroll(), ready.writer());
+                csp::process(move || {
+                    w.write(i)?;
+                    end.sync()?;
+                    end.sync()?;
+                    Ok(2)
+                })
+            })
+            .collect();
+        let (end, r) = (b.enroll(), ready.reader());
+        procs.push(csp::process(move || {
+            r.read()?;
+            r.read()?;
+            end.resign();
+            Ok(0)
+        }));
+        drop((b, ready));
+        assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(2), Ok(2), Ok(0)]);
+    }
+
+    #[test]
+    fn a_member_that_ends_resigns() {
+        // The third member's process ends without syncing: dropping its end resigns it, so the
+        // other two are not left waiting for it.
+        let b = csp::Barrier::new();
+        let mut procs: Vec<_> = (0..2)
+            .map(|_| {
+                let end = b.enroll();
+                csp::process(move || {
+                    for _ in 0..5 {
+                        end.sync()?;
+                    }
+                    Ok(5)
+                })
+            })
+            .collect();
+        let end = b.enroll();
+        procs.push(csp::process(move || {
+            drop(end);
+            Ok(0)
+        }));
+        drop(b);
+        assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(5), Ok(5), Ok(0)]);
+    }
+
+    #[test]
+    fn a_panicking_member_poisons_the_barrier() {
+        // The survivor reports how its sync ended on a buffered channel, read after the run.
+        let b = csp::Barrier::new();
+        let (x, y) = (b.enroll(), b.enroll());
+        let report = csp::Channel::<String>::with_buffer(1);
+        let (rw, rr) = (report.writer(), report.reader());
+        drop((b, report));
+        let err = csp::parallel([
+            csp::process(move || {
+                rw.write(format!("{:?}", x.sync()))?;
+                Ok(1)
+            }),
+            csp::process(move || -> cspnet_core::Outcome<u32> {
+                let _holds = &y;
+                panic!("member down")
+            })
+            .named("doomed"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.failures().len(), 1);
+        assert_eq!(err.first().process(), "doomed");
+        assert_eq!(
+            rr.read(),
+            Ok(format!("{:?}", Err::<(), _>(ChannelError::Poisoned)))
+        );
+    }
+
+    #[test]
+    fn a_member_failing_with_poison_poisons_the_barrier() {
+        // A member whose process ends with `Poisoned` (here from an unrelated channel) passes the
+        // poison on to the barrier, as it would to a channel end it held.
+        let b = csp::Barrier::new();
+        let (x, y) = (b.enroll(), b.enroll());
+        let c = csp::Channel::<u32>::new();
+        let r = c.reader();
+        c.poison();
+        drop(b);
+        let out = csp::parallel([
+            csp::process(move || x.sync().map(|()| 1)),
+            csp::process(move || {
+                let _holds = &y;
+                r.read()
+            }),
+        ])
+        .unwrap();
+        assert_eq!(out, vec![Err(ChannelError::Poisoned); 2]);
+    }
+
+    #[test]
+    fn a_member_that_starts_late_holds_every_sync_until_it_arrives() {
+        // The helper is enrolled from the start but begins only when the leader, already logging,
+        // lets it: every sync waits for it, so the log stays in lock-step all the same.
+        let b = csp::Barrier::new();
+        let handoff = csp::Channel::<u32>::new();
+        let log = csp::Channel::<(u32, u32)>::with_buffer(64);
+        let (leader, lw, hw) = (b.enroll(), log.writer(), handoff.writer());
+        let (other, ow) = (b.enroll(), log.writer());
+        let helper_end = b.enroll();
+        let (hr, helper_w) = (handoff.reader(), log.writer());
+        drop((b, handoff));
+        let procs = vec![
+            csp::process(move || {
+                for round in 0..4 {
+                    lw.write((round, 0))?;
+                    if round == 0 {
+                        hw.write(1)?;
+                    }
+                    leader.sync()?;
+                }
+                Ok(())
+            }),
+            csp::process(move || {
+                for round in 0..4 {
+                    ow.write((round, 1))?;
+                    other.sync()?;
+                }
+                Ok(())
+            }),
+            csp::process(move || {
+                hr.read()?;
+                for round in 0..4 {
+                    helper_w.write((round, 2))?;
+                    helper_end.sync()?;
+                }
+                Ok(())
+            }),
+        ];
+        let r = log.reader();
+        drop(log);
+        let out = csp::parallel(procs).unwrap();
+        assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
+        let rounds: Vec<u32> = r.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(rounds.len(), 12);
+        let mut sorted = rounds.clone();
+        sorted.sort_unstable();
+        assert_eq!(rounds, sorted);
+    }
+}
