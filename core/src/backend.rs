@@ -296,6 +296,25 @@ pub trait Carries<T>: Backend {
     /// ```
     fn read(chan: &Self::Chan) -> Result<T, ChannelError>;
 
+    /// What keeps the writer of an extended read waiting: the writer's `write` (or output guard)
+    /// completes only once this is dropped. On a buffered channel it holds nothing (the writer was
+    /// released when its value was buffered).
+    type Held: Send;
+
+    /// Waits for a value, as [`read`](Self::read), but keeps its writer waiting until the
+    /// returned [`Held`](Self::Held) is dropped: [`Reader::read_extended`](crate::Reader::read_extended).
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// use cspnet_threads::Threads;
+    /// let raw = <Threads as Carries<u8>>::channel(None, 1);
+    /// <Threads as Carries<u8>>::write(&raw, 7).unwrap();
+    /// let (v, held) = <Threads as Carries<u8>>::read_held(&raw).unwrap();
+    /// drop(held);
+    /// assert_eq!(v, 7);
+    /// ```
+    fn read_held(chan: &Self::Chan) -> Result<(T, Self::Held), ChannelError>;
+
     /// Delivers a value, as [`Writer::write`](crate::Writer::write).
     ///
     /// ```
@@ -318,6 +337,24 @@ pub trait Carries<T>: Backend {
     /// assert_eq!((fired, slot), (Ok(Some(0)), Some(1)));
     /// ```
     fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a>;
+
+    /// An extended input guard on `chan` for [`Backend::select`]: as [`input`](Self::input), but
+    /// the writer is held until the [`Held`](Self::Held) put in `slot` with the value is dropped.
+    ///
+    /// ```
+    /// use cspnet_core::{Backend, Carries, Deadline};
+    /// use cspnet_threads::Threads;
+    /// let raw = <Threads as Carries<u8>>::channel(None, 1);
+    /// <Threads as Carries<u8>>::write(&raw, 2).unwrap();
+    /// let mut slot = None;
+    /// let fired = Threads::select(&mut [<Threads as Carries<u8>>::input_held(&raw, &mut slot)], &[0], Deadline::Now);
+    /// assert_eq!(fired, Ok(Some(0)));
+    /// assert_eq!(slot.map(|(v, _held)| v), Some(2));
+    /// ```
+    fn input_held<'a>(
+        chan: &'a Self::Chan,
+        slot: &'a mut Option<(T, Self::Held)>,
+    ) -> Self::Guard<'a>;
 
     /// An output guard on `chan` for [`Backend::select`], offering the value in `slot`; the slot is
     /// emptied only when the value is delivered.

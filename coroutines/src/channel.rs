@@ -22,6 +22,16 @@
 //! Ending a channel (poison, or retirement of the last reader or writer, as core's [`Membership`]
 //! rules) claims every queued waiter with [`Claim::Ended`] and unparks it: no polling and no timeouts. A
 //! woken waiter looks at the channel state again.
+//!
+//! # Extended rendezvous
+//!
+//! An extended reader holds its writer with a [`Hold`]: it releases it when its `Held` is
+//! dropped. Whoever completes the pair passes the hold over under the channel lock. A writer that
+//! arrives at a parked extended reader (whose entry points at the reader's hold) takes a clone of
+//! the hold before the claim and waits on it after. An extended reader that arrives at a parked
+//! writer puts its hold in the writer's own [`HoldCell`] (per entry, so two claimers never share
+//! one) before the claim, and takes it back if the claim fails; the writer looks in its cell once
+//! claimed. On a buffered channel nobody is held.
 
 use crate::CoSlot;
 use cspnet_core::{
@@ -115,6 +125,81 @@ impl Waiter {
     }
 }
 
+/// Where a writer waits while an extended reader runs its action on the writer's value.
+pub(crate) struct Hold {
+    /// Released yet, and who to wake then.
+    state: Mutex<(bool, Option<Wake>)>,
+}
+
+impl Hold {
+    pub(crate) fn new() -> Arc<Hold> {
+        Arc::new(Hold {
+            state: Mutex::new((false, None)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (bool, Option<Wake>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reader is done: the writer goes on.
+    pub(crate) fn release(&self) {
+        let wake = {
+            let mut s = self.lock();
+            s.0 = true;
+            s.1.take()
+        };
+        if let Some(w) = wake {
+            w.unpark();
+        }
+    }
+
+    /// Parks the writer until the reader releases it.
+    pub(crate) fn wait(&self) {
+        loop {
+            {
+                let mut s = self.lock();
+                if s.0 {
+                    return;
+                }
+                s.1 = Some(Wake::current());
+            }
+            park(None);
+        }
+    }
+}
+
+/// Keeps the writer of an extended read waiting until dropped (the engine's `Carries::Held`).
+pub struct Held(pub(crate) Option<Arc<Hold>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.release();
+        }
+    }
+}
+
+/// A parked writer's place for the hold of the extended reader that takes its value.
+pub(crate) type HoldCell = Mutex<Option<Arc<Hold>>>;
+
+/// Takes what a claimer left in a writer's hold cell, and waits on it.
+pub(crate) fn wait_in(cell: &HoldCell) {
+    let hold = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(h) = hold {
+        h.wait();
+    }
+}
+
+/// What an entry says about holding: nothing, the hold a parked extended reader's writer waits on,
+/// or where a parked writer receives the hold of the extended reader that claims it.
+#[derive(Clone, Copy)]
+pub(crate) enum HoldRef {
+    None,
+    Reader(*const Hold),
+    Writer(*const HoldCell),
+}
+
 /// A parked party's registration on one channel.
 #[derive(Clone, Copy)]
 pub(crate) struct Entry {
@@ -124,6 +209,7 @@ pub(crate) struct Entry {
     fired: Claim,
     /// An `Option<T>` for the channel's `T`: the value offered (writer) or the place for it (reader).
     slot: *mut (),
+    hold: HoldRef,
 }
 
 // SAFETY: an entry is only dereferenced by a holder of its channel's lock while it is queued, and
@@ -136,7 +222,14 @@ impl Entry {
             waiter,
             fired: Claim::fired(index),
             slot: slot.cast(),
+            hold: HoldRef::None,
         }
+    }
+
+    /// An entry that says how its pair is held (see [`HoldRef`]).
+    pub(crate) fn holding(mut self, hold: HoldRef) -> Entry {
+        self.hold = hold;
+        self
     }
 
     fn is_of(&self, waiter: &Waiter) -> bool {
@@ -329,18 +422,26 @@ impl<T> Chan<T> {
         &self,
         queues: &mut Queues,
         wake: &mut Option<Wake>,
+        hold: Option<&Arc<Hold>>,
     ) -> Option<T> {
         // SAFETY: the caller holds this channel's lock.
         if let Some(v) = unsafe { self.buffer(queues) }.pop_front() {
             // SAFETY: as above; the entries in our queue are alive while we hold the lock.
-            if let Some(refill) = unsafe { claim_writer::<T>(&mut queues.writers, wake) } {
+            if let Some(refill) = unsafe { claim_writer::<T>(&mut queues.writers, wake, None) } {
                 // SAFETY: as above.
                 unsafe { self.buffer(queues) }.push_back(refill);
             }
             return Some(v);
         }
+        // Only a rendezvous holds its writer.
+        let hold = hold.filter(|_| self.capacity == 0);
         // SAFETY: as above.
-        unsafe { claim_writer::<T>(&mut queues.writers, wake) }
+        unsafe { claim_writer::<T>(&mut queues.writers, wake, hold) }
+    }
+
+    /// Whether a value taken from this channel was handed over (so its writer can be held).
+    pub(crate) fn is_rendezvous(&self) -> bool {
+        self.capacity == 0
     }
 
     /// Puts a value now if it can go: to a parked reader, or into the buffer if it has room.
@@ -354,16 +455,30 @@ impl<T> Chan<T> {
         queues: &mut Queues,
         mut value: T,
         wake: &mut Option<Wake>,
+        held: &mut Option<Arc<Hold>>,
     ) -> Result<(), T> {
         while let Some(entry) = queues.readers.pop_front() {
             // SAFETY: the entry was queued on this `Chan<T>` (so its slot is an `Option<T>`) and
             // we hold the lock, so the slot and the waiter are alive.
             let (slot, waiter) = unsafe { (&mut *entry.slot.cast::<Option<T>>(), &*entry.waiter) };
-            // The value goes in before the claim: once claimed, the reader may run at once.
+            // The value goes in before the claim: once claimed, the reader may run at once. So
+            // does our share of an extended reader's hold, which it may release at once.
             *slot = Some(value);
+            let hold = match entry.hold {
+                HoldRef::Reader(h) if self.capacity == 0 => {
+                    // SAFETY: `h` comes from an `Arc<Hold>` that the parked reader keeps while
+                    // its entry is queued, and the entry is ours under the lock.
+                    Some(unsafe {
+                        Arc::increment_strong_count(h);
+                        Arc::from_raw(h)
+                    })
+                }
+                _ => None,
+            };
             let w = waiter.wake.clone();
             if waiter.claim(entry.fired) {
                 *wake = Some(w);
+                *held = hold;
                 return Ok(());
             }
             // Claimed elsewhere (another guard, an end, a timeout): it never reads this slot.
@@ -393,6 +508,19 @@ impl<T> Chan<T> {
     /// hands one over. A retired channel still gives up what it buffered.
     #[inline]
     pub(crate) fn read(&self) -> Result<T, ChannelError> {
+        self.take(None)
+    }
+
+    /// A read that holds the writer until the returned [`Held`] is dropped.
+    pub(crate) fn read_held(&self) -> Result<(T, Held), ChannelError> {
+        let hold = Hold::new();
+        let value = self.take(Some(&hold))?;
+        // A buffered value's writer went on long ago; nobody waits on the hold then.
+        Ok((value, Held(Some(hold))))
+    }
+
+    #[inline]
+    fn take(&self, hold: Option<&Arc<Hold>>) -> Result<T, ChannelError> {
         loop {
             let mut queues = self.control.lock();
             match self.control.state() {
@@ -406,7 +534,7 @@ impl<T> Chan<T> {
             }
             let mut wake = None;
             // SAFETY: `queues` is this channel's lock.
-            if let Some(v) = unsafe { self.try_take(&mut queues, &mut wake) } {
+            if let Some(v) = unsafe { self.try_take(&mut queues, &mut wake, hold) } {
                 drop(queues);
                 if let Some(w) = wake {
                     w.unpark();
@@ -416,7 +544,10 @@ impl<T> Chan<T> {
             let waiter = Waiter::new();
             let mut slot: Option<T> = None;
             let slot_ptr: *mut Option<T> = &mut slot;
-            queues.readers.push_back(Entry::new(&waiter, 0, slot_ptr));
+            let holding = hold.map_or(HoldRef::None, |h| HoldRef::Reader(Arc::as_ptr(h)));
+            queues
+                .readers
+                .push_back(Entry::new(&waiter, 0, slot_ptr).holding(holding));
             drop(queues);
             // Fired, the writer's value is in the slot (its entry was dequeued by the claimer);
             // Ended, the channel ended and dequeued it: look again.
@@ -434,13 +565,16 @@ impl<T> Chan<T> {
         loop {
             let mut queues = self.control.lock();
             self.control.state().check()?;
-            let mut wake = None;
+            let (mut wake, mut held) = (None, None);
             // SAFETY: `queues` is this channel's lock.
-            match unsafe { self.try_put(&mut queues, value, &mut wake) } {
+            match unsafe { self.try_put(&mut queues, value, &mut wake, &mut held) } {
                 Ok(()) => {
                     drop(queues);
                     if let Some(w) = wake {
                         w.unpark();
+                    }
+                    if let Some(h) = held {
+                        h.wait();
                     }
                     return Ok(());
                 }
@@ -449,9 +583,13 @@ impl<T> Chan<T> {
             let waiter = Waiter::new();
             let mut slot = Some(value);
             let slot_ptr: *mut Option<T> = &mut slot;
-            queues.writers.push_back(Entry::new(&waiter, 0, slot_ptr));
+            let cell: HoldCell = Mutex::new(None);
+            queues
+                .writers
+                .push_back(Entry::new(&waiter, 0, slot_ptr).holding(HoldRef::Writer(&cell)));
             drop(queues);
             if waiter.wait(Deadline::Never) == Claim::Fired(0) {
+                wait_in(&cell);
                 return Ok(());
             }
             // Ended: the channel dequeued the entry unclaimed, so the value is still ours.
@@ -461,21 +599,40 @@ impl<T> Chan<T> {
     }
 }
 
-/// Takes the value of the first parked writer that can still be claimed.
+/// Takes the value of the first parked writer that can still be claimed; with `hold`, the writer
+/// waits on it once claimed.
 ///
 /// # Safety
 ///
 /// `writers` must be the writer queue of a `Chan<T>` whose lock the caller holds.
-unsafe fn claim_writer<T>(writers: &mut VecDeque<Entry>, wake: &mut Option<Wake>) -> Option<T> {
+unsafe fn claim_writer<T>(
+    writers: &mut VecDeque<Entry>,
+    wake: &mut Option<Wake>,
+    hold: Option<&Arc<Hold>>,
+) -> Option<T> {
     while let Some(entry) = writers.pop_front() {
         // SAFETY: queued on a `Chan<T>` whose lock we hold: slot and waiter are alive.
         let (slot, waiter) = unsafe { (&mut *entry.slot.cast::<Option<T>>(), &*entry.waiter) };
-        // The value comes out before the claim: once claimed, the writer may return at once.
+        // The value comes out, and the hold goes in, before the claim: once claimed, the writer
+        // may look at both at once.
         let value = slot.take();
+        let cell = match (hold, entry.hold) {
+            // SAFETY: the cell is in the parked writer's frame (or guard), alive while its entry
+            // is queued; only the claimer of this entry touches it before the claim.
+            (Some(_), HoldRef::Writer(cell)) => Some(unsafe { &*cell }),
+            _ => None,
+        };
+        if let (Some(h), Some(cell)) = (hold, cell) {
+            *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(h));
+        }
         let w = waiter.wake.clone();
         if waiter.claim(entry.fired) {
             *wake = Some(w);
             return value;
+        }
+        // Claimed elsewhere: the writer never looks in this entry's cell.
+        if let Some(cell) = cell {
+            cell.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
         *slot = value;
     }

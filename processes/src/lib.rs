@@ -210,6 +210,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes 
     type Chan = channel::Chan;
     type Start = process::Start<T>;
     type Running = process::Running;
+    type Held = channel::Held;
 
     fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
         channel::Chan::new(name, capacity)
@@ -243,6 +244,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes 
     }
     fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::input(chan.off, slot)
+    }
+    fn read_held(chan: &Self::Chan) -> Result<(T, Self::Held), ChannelError> {
+        chan.read_held()
+    }
+    fn input_held<'a>(
+        chan: &'a Self::Chan,
+        slot: &'a mut Option<(T, Self::Held)>,
+    ) -> Self::Guard<'a> {
+        alternation::input_held(chan.off, slot)
     }
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::output(chan.off, slot)

@@ -1736,3 +1736,309 @@ mod barrier {
         assert_eq!(rounds, sorted);
     }
 }
+
+/// Extended rendezvous (occam-π's `??`, CHP's `extRead`): an extended reader takes a value and
+/// runs an action while its writer is still held; the writer's write (or output guard) completes
+/// only once the action has ended. The order is observed by a third process, which reads a log
+/// over a rendezvous channel: an entry is logged only once the logging process got there.
+mod extended {
+    use super::csp;
+    use cspnet_core::ChannelError;
+
+    /// A log over a rendezvous channel, read by its own process: the entries in the order their
+    /// writes completed.
+    fn observer(n: usize) -> (csp::Channel<String>, csp::Process<Vec<String>>) {
+        let log = csp::Channel::<String>::named("log");
+        let r = log.reader();
+        let p = csp::process(move || (0..n).map(|_| r.read()).collect());
+        (log, p)
+    }
+
+    fn index(log: &[String], entry: &str) -> usize {
+        log.iter()
+            .position(|e| e == entry)
+            .unwrap_or_else(|| panic!("{entry:?} not in {log:?}"))
+    }
+
+    #[test]
+    fn the_writer_is_held_until_the_action_ends() {
+        let (log, watch) = observer(4);
+        let ch = csp::Channel::<u32>::new();
+        let (w, r, wl, rl) = (ch.writer(), ch.reader(), log.writer(), log.writer());
+        drop((ch, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                w.write(7)?;
+                wl.write("writer released".into())?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                r.read_extended(|v| {
+                    rl.write(format!("action got {v}"))?;
+                    rl.write("action step".into())?;
+                    rl.write("action ends".into())
+                })??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        let seen = out[2].clone().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "action got 7",
+                "action step",
+                "action ends",
+                "writer released"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_forwarding_buffer_adds_no_slack() {
+        // producer -> forwarder -> consumer, both reading extended: the producer's write of i
+        // completes only once the consumer has i (and logged it), so "consumed i" is always
+        // logged before "produced i".
+        const N: u32 = 5;
+        let (log, watch) = observer(2 * N as usize);
+        let (a, b) = (csp::Channel::<u32>::new(), csp::Channel::<u32>::new());
+        let (aw, ar, bw, br) = (a.writer(), a.reader(), b.writer(), b.reader());
+        let (pl, cl) = (log.writer(), log.writer());
+        drop((a, b, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                for i in 0..N {
+                    aw.write(i)?;
+                    pl.write(format!("produced {i}"))?;
+                }
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                for _ in 0..N {
+                    ar.read_extended(|v| bw.write(v))??;
+                }
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                for _ in 0..N {
+                    // Logged while holding the forwarder, which holds the producer.
+                    br.read_extended(|v| cl.write(format!("consumed {v}")))??;
+                }
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        let seen = out[3].clone().unwrap();
+        for i in 0..N {
+            assert!(
+                index(&seen, &format!("consumed {i}")) < index(&seen, &format!("produced {i}")),
+                "{seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_plain_reader_beside_an_extended_one_releases_its_writer() {
+        // Two writers, one extended reader and one plain reader on one channel. The extended
+        // reader's action waits until the plain reader has its value: the plain reader's writer
+        // must not be held by the other reader's action (that would deadlock).
+        let ch = csp::Channel::<u32>::new();
+        let go = csp::Channel::<u32>::new();
+        let (w1, w2, er, pr) = (ch.writer(), ch.writer(), ch.reader(), ch.reader());
+        let (gw, gr) = (go.writer(), go.reader());
+        drop((ch, go));
+        let out = csp::parallel([
+            csp::process(move || w1.write(1).map(|()| 0)),
+            csp::process(move || w2.write(2).map(|()| 0)),
+            csp::process(move || er.read_extended(|v| gr.read().map(|_| v))?),
+            csp::process(move || {
+                let v = pr.read()?;
+                gw.write(v)?;
+                Ok(v)
+            }),
+        ])
+        .unwrap();
+        assert_eq!(out[..2], [Ok(0), Ok(0)]);
+        let (a, b) = (out[2].unwrap(), out[3].unwrap());
+        assert_eq!(a + b, 3, "{out:?}");
+    }
+
+    #[test]
+    fn poison_during_the_action_neither_cuts_it_short_nor_frees_the_writer_early() {
+        // The action poisons the channel, then logs: the value was taken, so the writer's write
+        // succeeds, but only after the action ended.
+        let (log, watch) = observer(3);
+        let ch = csp::Channel::<u32>::new();
+        let (w, r, wl, rl) = (ch.writer(), ch.reader(), log.writer(), log.writer());
+        drop((ch, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                let res = w.write(3);
+                wl.write(format!("writer: {res:?}"))?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                r.read_extended(|v| {
+                    r.poison();
+                    rl.write(format!("poisoned, holding {v}"))?;
+                    rl.write("action ends".into())
+                })??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        assert_eq!(
+            out[2].clone().unwrap(),
+            ["poisoned, holding 3", "action ends", "writer: Ok(())"]
+        );
+    }
+
+    #[test]
+    fn an_ended_channel_fails_an_extended_read_without_running_the_action() {
+        let poisoned = csp::Channel::<u32>::new();
+        let r = poisoned.reader();
+        poisoned.poison();
+        assert_eq!(
+            r.read_extended(|_| unreachable!()),
+            Err::<(), _>(ChannelError::Poisoned)
+        );
+        let retired = csp::Channel::<u32>::new();
+        let r = retired.reader();
+        drop(retired.writer());
+        assert_eq!(
+            r.read_extended(|_| unreachable!()),
+            Err::<(), _>(ChannelError::Retired)
+        );
+    }
+
+    #[test]
+    fn on_a_buffered_channel_it_is_a_read_then_the_action() {
+        let ch = csp::Channel::<u32>::with_buffer(2);
+        let (w, r) = (ch.writer(), ch.reader());
+        w.write(4).unwrap();
+        w.write(5).unwrap(); // released at once: the buffer took them
+        assert_eq!(r.read_extended(|v| v * 10), Ok(40));
+        assert_eq!(r.read_extended(|v| v * 10), Ok(50));
+    }
+
+    #[test]
+    fn an_extended_input_guard_holds_the_writer_until_its_action_ends() {
+        let (log, watch) = observer(3);
+        let (a, b) = (csp::Channel::<u32>::new(), csp::Channel::<u32>::new());
+        let (aw, ar, br, wl, rl) = (
+            a.writer(),
+            a.reader(),
+            b.reader(),
+            log.writer(),
+            log.writer(),
+        );
+        let _bw = b.writer(); // keeps the other guard live; it never fires
+        drop((a, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                aw.write(8)?;
+                wl.write("writer released".into())?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                csp::Alternation::new()
+                    .input(&br, |_| Ok(()))
+                    .input_extended(&ar, |v| {
+                        rl.write(format!("action got {v}"))?;
+                        rl.write("action ends".into())
+                    })
+                    .select()??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        assert_eq!(
+            out[2].clone().unwrap(),
+            ["action got 8", "action ends", "writer released"]
+        );
+    }
+
+    #[test]
+    fn a_writer_offering_in_an_alternation_is_held_too() {
+        let (log, watch) = observer(2);
+        let ch = csp::Channel::<u32>::new();
+        let (w, r, wl, rl) = (ch.writer(), ch.reader(), log.writer(), log.writer());
+        drop((ch, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                csp::Alternation::new().output(&w, 9, || ()).select()?;
+                wl.write("writer released".into())?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                r.read_extended(|v| rl.write(format!("action got {v}")))??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        assert_eq!(out[2].clone().unwrap(), ["action got 9", "writer released"]);
+    }
+
+    #[test]
+    fn extended_and_plain_guards_under_contention_commit_exactly_one_each_time() {
+        // Two writers per channel; one process alternates between an extended guard on `a` and a
+        // plain guard on `b` until it has every value: each select takes exactly one value, and
+        // every value arrives once.
+        const EACH: u32 = 50;
+        let (a, b) = (csp::Channel::<u32>::new(), csp::Channel::<u32>::new());
+        let mut procs: Vec<csp::Process<u32>> = Vec::new();
+        for (ch, base) in [(&a, 0), (&a, 1000), (&b, 2000), (&b, 3000)] {
+            let w = ch.writer();
+            procs.push(csp::process(move || {
+                for i in 0..EACH {
+                    w.write(base + i)?;
+                }
+                Ok(0)
+            }));
+        }
+        let (ar, br) = (a.reader(), b.reader());
+        drop((a, b));
+        procs.push(csp::process(move || {
+            let mut sum = 0;
+            for _ in 0..4 * EACH {
+                sum += csp::Alternation::new()
+                    .input_extended(&ar, |v| v)
+                    .input(&br, |v| v)
+                    .select()?;
+            }
+            Ok(sum)
+        }));
+        let out = csp::parallel(procs).unwrap();
+        let expected: u32 = [0, 1000, 2000, 3000]
+            .iter()
+            .map(|base| (0..EACH).map(|i| base + i).sum::<u32>())
+            .sum();
+        assert_eq!(out[4], Ok(expected));
+    }
+
+    #[test]
+    fn a_panicking_action_releases_the_writer() {
+        let ch = csp::Channel::<u32>::new();
+        let report = csp::Channel::<String>::with_buffer(1);
+        let (w, r, rw, rr) = (ch.writer(), ch.reader(), report.writer(), report.reader());
+        drop((ch, report));
+        let err = csp::parallel([
+            csp::process(move || {
+                let res = w.write(1);
+                rw.write(format!("{res:?}"))?;
+                Ok(0)
+            }),
+            csp::process(move || r.read_extended(|_| -> u32 { panic!("action failed") }))
+                .named("doomed"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.first().process(), "doomed");
+        // The value was taken before the action failed: the write went through.
+        assert_eq!(rr.read(), Ok("Ok(())".to_string()));
+    }
+}
