@@ -370,6 +370,44 @@ pub trait Carries<T>: Backend {
     /// ```
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a>;
 
+    /// A word of shared state that the channel carries for constructions written once in core (a
+    /// barrier keeps its counts here): zero when the channel is made, changed only by core, and
+    /// shared wherever the channel is (across OS processes on the processes backend).
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// use cspnet_threads::Threads;
+    /// use std::sync::atomic::Ordering;
+    /// let raw = <Threads as Carries<()>>::channel(None, 0);
+    /// assert_eq!(<Threads as Carries<()>>::word(&raw).load(Ordering::Relaxed), 0);
+    /// ```
+    fn word(chan: &Self::Chan) -> &std::sync::atomic::AtomicU64;
+
+    /// Waits, the way this backend's processes wait, until `done` holds for the channel's
+    /// [`word`](Self::word) (checked after every [`wake_word`](Self::wake_word)); fails with
+    /// `Poisoned` once the channel is poisoned (poison wins: it is checked first). Whoever changes
+    /// the word so that `done` may hold calls `wake_word` after the change.
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// use cspnet_threads::Threads;
+    /// use std::sync::atomic::Ordering;
+    /// let raw = <Threads as Carries<()>>::channel(None, 0);
+    /// <Threads as Carries<()>>::word(&raw).store(1, Ordering::SeqCst);
+    /// <Threads as Carries<()>>::wake_word(&raw);
+    /// assert_eq!(<Threads as Carries<()>>::wait_word(&raw, &mut |w| w == 1), Ok(()));
+    /// ```
+    fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError>;
+
+    /// Wakes every process in [`wait_word`](Self::wait_word) on this channel, to look again.
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// let raw = <cspnet_threads::Threads as Carries<()>>::channel(None, 0);
+    /// <cspnet_threads::Threads as Carries<()>>::wake_word(&raw);
+    /// ```
+    fn wake_word(chan: &Self::Chan);
+
     /// A process that runs `body`.
     ///
     /// ```

@@ -1,152 +1,92 @@
-//! Barriers (occam-π's `BARRIER`, JCSP's `Barrier`), written once over two hidden channels.
+//! Barriers (occam-π's `BARRIER`, JCSP's `Barrier`), written once over a hidden channel's word.
 //!
-//! A barrier is a count of enrolled and arrived members, kept as a token in a channel that buffers
-//! one value (taking the token is holding the count's lock, across OS processes too), and a
-//! rendezvous channel, the *gate*, on which the members that arrived early wait. The member that
-//! completes a sync (the last to arrive, or the last one needed to resign) keeps the token while it
-//! lets each waiting member through the gate, so nobody can arrive at the next sync before everyone
-//! has left this one.
+//! A barrier is a hidden channel of `()` that never carries a value. Its counts live in the word
+//! every engine keeps with a channel ([`Carries::word`]): the phase, how many members have arrived
+//! at the sync under way, and how many are enrolled, changed with one compare-and-swap each. The
+//! member that completes a sync (the last to arrive, or the last one needed to resign) moves the
+//! phase on and wakes everyone waiting ([`Carries::wake_word`]: one broadcast, not one hand-off per
+//! member); a waiting member waits until the phase it arrived in is over ([`Carries::wait_word`]).
 //!
-//! Built on channels, a barrier behaves as a channel in everything the engines already do for
-//! channels: each [`BarrierEnd`] holds ends of both hidden channels, so a process that panics or
-//! ends with `Poisoned` while enrolled poisons the barrier, an OS process that dies does too (its
-//! ends are in its parent's census), and poison wakes every member waiting in a sync.
+//! Each [`BarrierEnd`] holds a reader end of the hidden channel, so a barrier behaves as a channel
+//! in what the engines already do for ends: a member whose process panics or ends with `Poisoned`
+//! poisons it, an OS process that dies does too (its ends are in its parent's census), and poison
+//! wakes every member waiting in a sync.
 
 use crate::Leave;
 use crate::backend::Carries;
-use crate::channel::{Channel, Reader, Writer};
+use crate::channel::{Channel, Reader};
 use crate::context::{LeavingEnd, end_dropped};
 use crate::error::ChannelError;
-use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::atomic::Ordering;
 
-/// A backend that can carry a barrier's hidden channels: every backend can. Generic code over
-/// barriers states `B: Barriers`.
+/// A backend that can keep barriers: every backend can. Generic code over barriers states
+/// `B: Barriers`.
 ///
 /// ```
 /// fn lock_step<B: cspnet_core::Barriers>() {}
 /// lock_step::<cspnet_threads::Threads>();
 /// ```
-pub trait Barriers: Carries<BarrierCount> + Carries<()> {}
+pub trait Barriers: Carries<()> {}
 
-impl<B: Carries<BarrierCount> + Carries<()>> Barriers for B {}
+impl<B: Carries<()>> Barriers for B {}
 
-/// The token a barrier keeps in its state channel: how many members are enrolled and how many
-/// have arrived at the sync under way. Public only because [`Barriers`] names it.
-///
-/// ```
-/// let c = cspnet_core::BarrierCount::default();
-/// assert_eq!((c.enrolled(), c.arrived()), (0, 0));
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BarrierCount {
-    enrolled: u64,
+/// The most members a barrier can have enrolled at once.
+const MAX_MEMBERS: u64 = (1 << 24) - 1;
+
+/// A barrier's counts, as packed in its channel's word: the phase in the low 16 bits (it only has
+/// to differ from the phase a waiting member arrived in, which cannot come round again while that
+/// member waits), then 24 bits of arrived members, then 24 bits of enrolled members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Count {
+    phase: u64,
     arrived: u64,
+    enrolled: u64,
 }
 
-impl BarrierCount {
-    /// Members enrolled.
-    ///
-    /// ```
-    /// assert_eq!(cspnet_core::BarrierCount::default().enrolled(), 0);
-    /// ```
-    pub fn enrolled(&self) -> u64 {
-        self.enrolled
+impl Count {
+    fn unpack(w: u64) -> Count {
+        Count {
+            phase: w & 0xffff,
+            arrived: (w >> 16) & MAX_MEMBERS,
+            enrolled: w >> 40,
+        }
     }
 
-    /// Members waiting in the sync under way.
-    ///
-    /// ```
-    /// assert_eq!(cspnet_core::BarrierCount::default().arrived(), 0);
-    /// ```
-    pub fn arrived(&self) -> u64 {
-        self.arrived
+    fn pack(self) -> u64 {
+        (self.phase & 0xffff) | (self.arrived << 16) | (self.enrolled << 40)
     }
 
-    /// Whether the members that arrived are all that is needed: the sync completes.
-    fn complete(&self) -> bool {
-        self.arrived > 0 && self.arrived >= self.enrolled
-    }
-}
-
-/// The ends of a barrier's two hidden channels that one handle holds.
-struct Hidden<B: Barriers> {
-    state_r: Reader<B, BarrierCount>,
-    state_w: Writer<B, BarrierCount>,
-    gate_r: Reader<B, ()>,
-    gate_w: Writer<B, ()>,
-}
-
-impl<B: Barriers> Clone for Hidden<B> {
-    fn clone(&self) -> Self {
-        Hidden {
-            state_r: self.state_r.clone(),
-            state_w: self.state_w.clone(),
-            gate_r: self.gate_r.clone(),
-            gate_w: self.gate_w.clone(),
+    /// The sync under way completes if the members that arrived are all that is needed: the
+    /// phase moves on and nobody has arrived in the new one.
+    fn completing(mut self) -> (Count, bool) {
+        if self.arrived > 0 && self.arrived >= self.enrolled {
+            self.phase = (self.phase + 1) & 0xffff;
+            self.arrived = 0;
+            (self, true)
+        } else {
+            (self, false)
         }
     }
 }
 
-impl<B: Barriers> Hidden<B> {
-    /// Takes the count (holding it is holding the barrier's lock), changes it with `f`, lets
-    /// through the gate as many waiting members as `f` says, and puts the count back.
-    fn with_count<R>(
-        &self,
-        f: impl FnOnce(&mut BarrierCount) -> (R, u64),
-    ) -> Result<R, ChannelError> {
-        let mut count = self.state_r.read()?;
-        let (result, release) = f(&mut count);
-        for _ in 0..release {
-            self.gate_w.write(())?;
+/// Changes the count in `chan`'s word with `f` (one compare-and-swap, retried), wakes the waiting
+/// members if that completed a sync, and returns the count before and whether it completed.
+fn update<B: Barriers>(chan: &B::Chan, f: impl Fn(Count) -> Count) -> (Count, bool) {
+    let word = B::word(chan);
+    let mut old = word.load(Ordering::SeqCst);
+    loop {
+        let before = Count::unpack(old);
+        let (after, completed) = f(before).completing();
+        match word.compare_exchange_weak(old, after.pack(), Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => {
+                if completed {
+                    B::wake_word(chan);
+                }
+                return (before, completed);
+            }
+            Err(now) => old = now,
         }
-        self.state_w.write(count)?;
-        Ok(result)
-    }
-
-    /// One member arrives; `true` when it completed the sync (the others were let through).
-    fn arrive(&self) -> Result<bool, ChannelError> {
-        self.with_count(|c| {
-            c.arrived += 1;
-            if c.complete() {
-                // The caller is one of the arrived; the others wait at the gate.
-                let waiting = c.arrived - 1;
-                c.arrived = 0;
-                (true, waiting)
-            } else {
-                (false, 0)
-            }
-        })
-    }
-
-    fn enroll(&self) -> Result<(), ChannelError> {
-        self.with_count(|c| {
-            c.enrolled += 1;
-            ((), 0)
-        })
-    }
-
-    fn resign(&self) -> Result<(), ChannelError> {
-        self.with_count(|c| {
-            c.enrolled = c.enrolled.saturating_sub(1);
-            if c.complete() {
-                // Every arrived member waits at the gate, and was waiting only for this one.
-                let waiting = c.arrived;
-                c.arrived = 0;
-                ((), waiting)
-            } else {
-                ((), 0)
-            }
-        })
-    }
-
-    fn enrolled(&self) -> Result<u64, ChannelError> {
-        self.with_count(|c| (c.enrolled, 0))
-    }
-
-    fn poison(&self) {
-        self.state_r.poison();
-        self.gate_r.poison();
     }
 }
 
@@ -183,7 +123,7 @@ impl<B: Barriers> Hidden<B> {
 /// assert_eq!(rounds, vec![1, 1, 1, 2, 2, 2]);
 /// ```
 pub struct Barrier<B: Barriers> {
-    hidden: Hidden<B>,
+    chan: Channel<B, ()>,
 }
 
 impl<B: Barriers> Barrier<B> {
@@ -194,23 +134,17 @@ impl<B: Barriers> Barrier<B> {
     /// assert_eq!(b.enrolled(), Ok(0));
     /// ```
     pub fn new() -> Self {
-        let state = Channel::<B, BarrierCount>::with_buffer(1);
-        let gate = Channel::<B, ()>::new();
-        let hidden = Hidden {
-            state_r: state.reader(),
-            state_w: state.writer(),
-            gate_r: gate.reader(),
-            gate_w: gate.writer(),
-        };
-        hidden
-            .state_w
-            .write(BarrierCount::default())
-            .expect("a new channel with room for one value takes it");
-        Barrier { hidden }
+        Barrier {
+            chan: Channel::new(),
+        }
     }
 
     /// Enrolls a new member. If a sync is under way, it now waits for this member too. On a
     /// poisoned barrier the member's syncs fail with `Poisoned`.
+    ///
+    /// # Panics
+    ///
+    /// When 16,777,215 members are enrolled already.
     ///
     /// ```
     /// let b = cspnet_threads::Barrier::new();
@@ -218,10 +152,11 @@ impl<B: Barriers> Barrier<B> {
     /// assert_eq!(me.sync(), Ok(())); // the only member: a sync completes at once
     /// ```
     pub fn enroll(&self) -> BarrierEnd<B> {
-        enroll(&self.hidden)
+        enroll(self.chan.reader())
     }
 
-    /// How many members are enrolled now (it changes as members enroll and resign).
+    /// How many members are enrolled now (it changes as members enroll and resign), or
+    /// `Poisoned`.
     ///
     /// ```
     /// let b = cspnet_threads::Barrier::new();
@@ -229,7 +164,7 @@ impl<B: Barriers> Barrier<B> {
     /// assert_eq!(b.enrolled(), Ok(2));
     /// ```
     pub fn enrolled(&self) -> Result<u64, ChannelError> {
-        self.hidden.enrolled()
+        enrolled::<B>(self.chan.raw())
     }
 
     /// Poisons the barrier: every pending and later sync fails with [`ChannelError::Poisoned`].
@@ -242,7 +177,7 @@ impl<B: Barriers> Barrier<B> {
     /// assert_eq!(me.sync(), Err(ChannelError::Poisoned));
     /// ```
     pub fn poison(&self) {
-        self.hidden.poison();
+        self.chan.poison();
     }
 }
 
@@ -256,20 +191,43 @@ impl<B: Barriers> fmt::Debug for Barrier<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Barrier")
             .field("backend", &B::NAME)
-            .field(
-                "state",
-                &<B as Carries<()>>::state(self.hidden.gate_r.raw()).err(),
-            )
+            .field("enrolled", &self.enrolled())
             .finish()
     }
 }
 
-fn enroll<B: Barriers>(hidden: &Hidden<B>) -> BarrierEnd<B> {
-    // On a poisoned barrier the count cannot change; the new member's syncs report the poison.
-    let _ = hidden.enroll();
-    BarrierEnd {
-        hidden: Some(hidden.clone()),
+fn poisoned<B: Barriers>(chan: &B::Chan) -> Result<(), ChannelError> {
+    match B::state(chan) {
+        Err(ChannelError::Poisoned) => Err(ChannelError::Poisoned),
+        _ => Ok(()),
     }
+}
+
+fn enrolled<B: Barriers>(chan: &B::Chan) -> Result<u64, ChannelError> {
+    poisoned::<B>(chan)?;
+    Ok(Count::unpack(B::word(chan).load(Ordering::SeqCst)).enrolled)
+}
+
+fn enroll<B: Barriers>(end: Reader<B, ()>) -> BarrierEnd<B> {
+    let (before, _) = update::<B>(end.raw(), |c| Count {
+        enrolled: (c.enrolled + 1).min(MAX_MEMBERS),
+        ..c
+    });
+    assert!(
+        before.enrolled < MAX_MEMBERS,
+        "a barrier has at most {MAX_MEMBERS} members enrolled"
+    );
+    BarrierEnd { end: Some(end) }
+}
+
+fn resign<B: Barriers>(chan: &B::Chan) {
+    if poisoned::<B>(chan).is_err() {
+        return; // nothing completes on a poisoned barrier
+    }
+    update::<B>(chan, |c| Count {
+        enrolled: c.enrolled.saturating_sub(1),
+        ..c
+    });
 }
 
 /// One enrolled member of a [`Barrier`], held by one process. Cloning it enrolls another member
@@ -288,18 +246,19 @@ fn enroll<B: Barriers>(hidden: &Hidden<B>) -> BarrierEnd<B> {
 /// ```
 pub struct BarrierEnd<B: Barriers> {
     /// `None` once resigned (so `Drop` does nothing more).
-    hidden: Option<Hidden<B>>,
+    end: Option<Reader<B, ()>>,
 }
 
 impl<B: Barriers> BarrierEnd<B> {
-    fn hidden(&self) -> &Hidden<B> {
-        self.hidden
+    fn end(&self) -> &Reader<B, ()> {
+        self.end
             .as_ref()
-            .expect("a barrier end holds its channels until it is dropped")
+            .expect("a barrier end holds its channel until it is dropped")
     }
 
     /// Waits until every enrolled member has reached this sync. Fails with `Poisoned` once the
-    /// barrier is poisoned (also while waiting).
+    /// barrier is poisoned (also while waiting: poison wins over a sync completing at the same
+    /// time).
     ///
     /// ```
     /// let b = cspnet_threads::Barrier::new();
@@ -307,11 +266,17 @@ impl<B: Barriers> BarrierEnd<B> {
     /// for _ in 0..3 { me.sync().unwrap(); }
     /// ```
     pub fn sync(&self) -> Result<(), ChannelError> {
-        let h = self.hidden();
-        if h.arrive()? {
+        B::flush();
+        let chan = self.end().raw();
+        poisoned::<B>(chan)?;
+        let (before, completed) = update::<B>(chan, |c| Count {
+            arrived: c.arrived + 1,
+            ..c
+        });
+        if completed {
             return Ok(());
         }
-        h.gate_r.read()
+        B::wait_word(chan, &mut |w| Count::unpack(w).phase != before.phase)
     }
 
     /// Enrolls another member of the same barrier (the same as `clone`).
@@ -323,7 +288,7 @@ impl<B: Barriers> BarrierEnd<B> {
     /// assert_eq!(b.enrolled(), Ok(2));
     /// ```
     pub fn enroll(&self) -> BarrierEnd<B> {
-        enroll(self.hidden())
+        enroll(self.end().clone())
     }
 
     /// Resigns: the barrier no longer waits for this member. If the members waiting in a sync were
@@ -340,8 +305,9 @@ impl<B: Barriers> BarrierEnd<B> {
     /// assert_eq!(out, vec![Ok(1), Ok(0)]);
     /// ```
     pub fn resign(mut self) {
-        if let Some(h) = self.hidden.take() {
-            let _ = h.resign();
+        if let Some(end) = self.end.take() {
+            B::flush();
+            resign::<B>(end.raw());
         }
     }
 
@@ -355,7 +321,7 @@ impl<B: Barriers> BarrierEnd<B> {
     /// assert_eq!(y.sync(), Err(ChannelError::Poisoned));
     /// ```
     pub fn poison(&self) {
-        self.hidden().poison();
+        self.end().poison();
     }
 }
 
@@ -367,31 +333,29 @@ impl<B: Barriers> Clone for BarrierEnd<B> {
 
 /// A dropped member on its way out, parked as a dropped channel end is.
 struct Resigning<B: Barriers> {
-    hidden: Hidden<B>,
+    end: Reader<B, ()>,
 }
 
 impl<B: Barriers> LeavingEnd for Resigning<B> {
     fn leave(self: Box<Self>, how: Leave) {
         match how {
-            Leave::Retire => {
-                let _ = self.hidden.resign();
-            }
-            Leave::Poison => self.hidden.poison(),
+            Leave::Retire => resign::<B>(self.end.raw()),
+            Leave::Poison => self.end.poison(),
         }
     }
 }
 
 impl<B: Barriers> Drop for BarrierEnd<B> {
     fn drop(&mut self) {
-        let Some(hidden) = self.hidden.take() else {
+        let Some(end) = self.end.take() else {
             return;
         };
         if B::taking_census() {
-            // Only a copy: the member lives on in a forked child, and its hidden ends record
-            // themselves in the child's census as they drop.
+            // Only a copy: the member lives on in a forked child, and its hidden end records
+            // itself in the child's census as it drops.
             return;
         }
-        end_dropped::<B::Slot>(Box::new(Resigning { hidden }));
+        end_dropped::<B::Slot>(Box::new(Resigning { end }));
     }
 }
 
@@ -400,11 +364,8 @@ impl<B: Barriers> fmt::Debug for BarrierEnd<B> {
         f.debug_struct("BarrierEnd")
             .field("backend", &B::NAME)
             .field(
-                "state",
-                &self
-                    .hidden
-                    .as_ref()
-                    .and_then(|h| <B as Carries<()>>::state(h.gate_r.raw()).err()),
+                "enrolled",
+                &self.end.as_ref().map(|e| enrolled::<B>(e.raw())),
             )
             .finish()
     }
@@ -416,4 +377,41 @@ fn handles_are_send<B: Barriers>() {
     fn is_send<S: Send>() {}
     is_send::<Barrier<B>>();
     is_send::<BarrierEnd<B>>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Count;
+
+    #[test]
+    fn counts_pack_and_unpack() {
+        let c = Count {
+            phase: 0xfffe,
+            arrived: 3,
+            enrolled: (1 << 24) - 1,
+        };
+        assert_eq!(Count::unpack(c.pack()), c);
+        let (next, done) = Count {
+            arrived: 7,
+            enrolled: 7,
+            ..c
+        }
+        .completing();
+        assert!(done);
+        assert_eq!((next.phase, next.arrived, next.enrolled), (0xffff, 0, 7));
+        let (wrapped, _) = Count {
+            phase: 0xffff,
+            ..next
+        }
+        .completing();
+        assert_eq!(wrapped.phase, 0xffff, "nobody arrived: nothing completes");
+        let (wrapped, done) = Count {
+            phase: 0xffff,
+            arrived: 1,
+            enrolled: 1,
+        }
+        .completing();
+        assert!(done);
+        assert_eq!(wrapped.phase, 0);
+    }
 }

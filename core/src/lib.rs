@@ -56,7 +56,7 @@ mod surface;
 
 pub use alternation::Alternation;
 pub use backend::{Backend, Carries, ChannelState, GuardStatus, Membership, Role, live_guards};
-pub use barrier::{Barrier, BarrierCount, BarrierEnd, Barriers};
+pub use barrier::{Barrier, BarrierEnd, Barriers};
 pub use budget::{MappingBudget, Reservation, max_map_count};
 pub use channel::{Channel, IntoIter, Iter, Mobile, Reader, Writer};
 pub use claim::{Claim, ClaimWord};

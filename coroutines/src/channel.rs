@@ -40,7 +40,7 @@ use cspnet_core::{
 };
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -242,6 +242,8 @@ pub(crate) struct Queues {
     id: usize,
     pub(crate) readers: VecDeque<Entry>,
     pub(crate) writers: VecDeque<Entry>,
+    /// Waiters in `Carries::wait_word` (each on its own stack, kept there until claimed).
+    watchers: Vec<*const Waiter>,
     members: Membership,
 }
 
@@ -263,7 +265,14 @@ pub(crate) struct Control {
     /// quick look.
     state: AtomicU8,
     queues: Mutex<Queues>,
+    /// Core's word (`Carries::word`); a waiter looks at it under the lock, and a waker takes the
+    /// lock after changing it, so no wake is lost.
+    pub(crate) word: AtomicU64,
 }
+
+// SAFETY: the only non-`Send` part is `Queues::watchers`, raw pointers to waiters that are touched
+// only under the lock while the waiter keeps them alive (it waits until claimed).
+unsafe impl Send for Queues {}
 
 impl Control {
     fn new(name: Option<&str>) -> Self {
@@ -276,8 +285,10 @@ impl Control {
                 id,
                 readers: VecDeque::new(),
                 writers: VecDeque::new(),
+                watchers: Vec::new(),
                 members: Membership::default(),
             }),
+            word: AtomicU64::new(0),
         }
     }
 
@@ -297,9 +308,14 @@ impl Control {
         self.state.fetch_max(to as u8, Ordering::AcqRel);
         let queues = &mut *guard;
         let mut wakes = Vec::new();
-        for entry in queues.readers.drain(..).chain(queues.writers.drain(..)) {
-            // SAFETY: the entry was queued and we hold the lock, so its waiter is alive.
-            let waiter = unsafe { &*entry.waiter };
+        let waiters = queues.readers.drain(..).chain(queues.writers.drain(..));
+        let waiters: Vec<*const Waiter> = waiters
+            .map(|e| e.waiter)
+            .chain(queues.watchers.drain(..))
+            .collect();
+        for waiter in waiters {
+            // SAFETY: the waiter was queued and we hold the lock, so it is alive.
+            let waiter = unsafe { &*waiter };
             let wake = waiter.wake.clone();
             if waiter.claim(Claim::Ended) {
                 wakes.push(wake);
@@ -313,6 +329,64 @@ impl Control {
 
     pub(crate) fn poison(&self) {
         self.end(self.lock(), ChannelState::Poisoned);
+    }
+
+    /// `Carries::wait_word`.
+    pub(crate) fn wait_word(&self, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        let look = |done: &mut dyn FnMut(u64) -> bool| {
+            // Poison wins, also over a change of the word that came before it.
+            if self.state() == ChannelState::Poisoned {
+                Some(Err(ChannelError::Poisoned))
+            } else if done(self.word.load(Ordering::SeqCst)) {
+                Some(Ok(()))
+            } else {
+                None
+            }
+        };
+        if let Some(r) = look(done) {
+            return r;
+        }
+        if may::coroutine::is_coroutine() {
+            // Let the coroutines that are ready run first: when they are the ones that change
+            // the word (the rest of a barrier's members arriving), this one finds it changed
+            // without parking, and the waker has one fewer to unpark.
+            may::coroutine::yield_now();
+        }
+        loop {
+            // A first look without the lock: a woken waiter usually finds the word changed, and
+            // many waking at once would otherwise queue for the lock.
+            if let Some(r) = look(done) {
+                return r;
+            }
+            let mut queues = self.lock();
+            if let Some(r) = look(done) {
+                return r;
+            }
+            let waiter = Waiter::new();
+            queues.watchers.push(&waiter);
+            drop(queues);
+            // Claimed (and removed from `watchers`) by `wake_word` or by the channel's end.
+            waiter.wait(Deadline::Never);
+        }
+    }
+
+    /// `Carries::wake_word`.
+    pub(crate) fn wake_word(&self) {
+        let mut wakes = Vec::new();
+        {
+            let mut queues = self.lock();
+            for waiter in queues.watchers.drain(..) {
+                // SAFETY: queued, and we hold the lock: the waiter is alive.
+                let waiter = unsafe { &*waiter };
+                let wake = waiter.wake.clone();
+                if waiter.claim(Claim::fired(0)) {
+                    wakes.push(wake);
+                }
+            }
+        }
+        for wake in wakes {
+            wake.unpark();
+        }
     }
 
     pub(crate) fn join(&self, role: Role) {

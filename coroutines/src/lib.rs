@@ -252,6 +252,15 @@ impl<T: Send + 'static> Carries<T> for Coroutines {
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::output(chan, slot)
     }
+    fn word(chan: &Self::Chan) -> &std::sync::atomic::AtomicU64 {
+        &chan.control.word
+    }
+    fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        chan.control.wait_word(done)
+    }
+    fn wake_word(chan: &Self::Chan) {
+        chan.control.wake_word();
+    }
     fn closure<F>(body: F) -> Self::Start
     where
         F: FnOnce() -> Outcome<T> + Send + 'static,

@@ -234,6 +234,33 @@ pub(crate) fn end_channel(l: &mut Locked, c: u64, to: ChannelState) {
     alert_list(l, writeq(c));
     // A writer waiting for heap space without a record must see the channel's end too.
     l.wake_space_waiters();
+    if next == ChannelState::Poisoned {
+        wake_word(c); // and so must a process in `wait_word`
+    }
+}
+
+/// `Carries::wait_word`: sleeps on the channel's wake sequence, read before the word, so a change
+/// of the word (or poison) after that read is followed by a bump that the futex sees.
+pub(crate) fn wait_word(c: u64, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+    let rec = segment().rec::<ChanRec>(c);
+    loop {
+        let seq = rec.word_seq.load(Ordering::SeqCst);
+        // Poison wins, also over a change of the word that came before it.
+        if state_now(c) == ChannelState::Poisoned {
+            return Err(ChannelError::Poisoned);
+        }
+        if done(rec.word.load(Ordering::SeqCst)) {
+            return Ok(());
+        }
+        futex::wait(&rec.word_seq, seq, Deadline::Never);
+    }
+}
+
+/// `Carries::wake_word`: bumps the wake sequence and wakes every sleeper.
+pub(crate) fn wake_word(c: u64) {
+    let rec = segment().rec::<ChanRec>(c);
+    rec.word_seq.fetch_add(1, Ordering::SeqCst);
+    futex::wake(&rec.word_seq, i32::MAX);
 }
 
 /// Creates a channel record with no handles or ends counted yet (the caller joins at once) and room
@@ -264,6 +291,8 @@ pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapEr
         q.head.set(NIL);
         q.tail.set(NIL);
     }
+    ch.word.store(0, Ordering::Relaxed);
+    ch.word_seq.store(0, Ordering::Relaxed);
     ch.all_next.set(head);
     ch.all_prev.set(NIL);
     if head != NIL {

@@ -257,6 +257,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes 
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::output(chan.off, slot)
     }
+    fn word(chan: &Self::Chan) -> &std::sync::atomic::AtomicU64 {
+        &shm::segment().rec::<shm::ChanRec>(chan.off).word
+    }
+    fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        engine::wait_word(chan.off, done)
+    }
+    fn wake_word(chan: &Self::Chan) {
+        engine::wake_word(chan.off);
+    }
     fn closure<F>(body: F) -> Self::Start
     where
         F: FnOnce() -> Outcome<T> + Send + 'static,

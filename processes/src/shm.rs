@@ -97,7 +97,7 @@ unsafe impl Record for AtomicU32 {}
 unsafe impl Record for List {}
 // SAFETY: repr(C), two Words.
 unsafe impl Record for SlotCell {}
-// SAFETY: repr(C), an AtomicU32, a Word32, Words and Lists.
+// SAFETY: repr(C), AtomicU32s, a Word32, Words, an AtomicU64 and Lists.
 unsafe impl Record for ChanRec {}
 // SAFETY: repr(C), a ClaimWord (a transparent AtomicU32, checked below), AtomicU32s, a SlotCell and
 // Words.
@@ -198,6 +198,12 @@ pub(crate) struct ChanRec {
     pub(crate) writeq: List,
     pub(crate) all_next: Word,
     pub(crate) all_prev: Word,
+    /// Core's word (`Carries::word`).
+    pub(crate) word: AtomicU64,
+    /// Bumped by every `wake_word` and by poison: the futex a `wait_word` sleeps on.
+    pub(crate) word_seq: AtomicU32,
+    /// Keeps the record a multiple of 8 bytes with no implicit padding.
+    pub(crate) word_pad: AtomicU32,
 }
 
 /// One blocked operation or alternation: a futex word, followed in the same allocation by room

@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use cspnet_core::{ChannelError, ChannelState, Leave, Membership, Role};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 
 /// A lock that nothing can leave inconsistent: only an `Option` or a count changes under it.
@@ -181,6 +181,11 @@ pub(crate) struct Control {
     rendezvous: bool,
     /// Extended readers at the channel: waiting for a value, or holding its writer.
     pub(crate) extended: AtomicUsize,
+    /// Core's word (`Carries::word`), and where `wait_word` sleeps: a waiter looks at the word
+    /// under `word_lock`, and a waker takes that lock before it notifies, so no wake is lost.
+    pub(crate) word: AtomicU64,
+    word_lock: Mutex<()>,
+    word_cv: Condvar,
     /// Drops the channel's endpoints (type-erased, so an end can leave without knowing `T`).
     close: Box<dyn Fn(Close) + Send + Sync>,
 }
@@ -219,6 +224,30 @@ impl Control {
         {
             drop(lock(&watch.tx).take());
         }
+        if to == ChannelState::Poisoned {
+            self.wake_word();
+        }
+    }
+
+    /// `Carries::wait_word`.
+    pub(crate) fn wait_word(&self, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        let mut guard = lock(&self.word_lock);
+        loop {
+            // Poison wins, also over a change of the word that came before it.
+            if self.state() == ChannelState::Poisoned {
+                return Err(ChannelError::Poisoned);
+            }
+            if done(self.word.load(Ordering::SeqCst)) {
+                return Ok(());
+            }
+            guard = self.word_cv.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// `Carries::wake_word`.
+    pub(crate) fn wake_word(&self) {
+        drop(lock(&self.word_lock));
+        self.word_cv.notify_all();
     }
 
     pub(crate) fn poison(&self) {
@@ -298,6 +327,9 @@ impl<T: Send + 'static> Raw<T> {
                 watch: OnceLock::new(),
                 rendezvous: capacity == 0,
                 extended: AtomicUsize::new(0),
+                word: AtomicU64::new(0),
+                word_lock: Mutex::new(()),
+                word_cv: Condvar::new(),
                 close,
             }),
             ends,

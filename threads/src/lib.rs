@@ -34,6 +34,7 @@ mod process;
 /// Threads keep the running process's context in a thread-local: a process never changes thread.
 use cspnet_core::ThreadSlot;
 use cspnet_core::{Cause, Deadline, Leave, ProcessContext, Role};
+use std::sync::atomic::AtomicU64;
 
 /// The threads engine: crossbeam channels, crossbeam's select, one OS thread per process.
 ///
@@ -107,6 +108,15 @@ impl<T: Send + 'static> Carries<T> for Threads {
     }
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::output(chan, slot)
+    }
+    fn word(chan: &Self::Chan) -> &AtomicU64 {
+        &chan.control.word
+    }
+    fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        chan.control.wait_word(done)
+    }
+    fn wake_word(chan: &Self::Chan) {
+        chan.control.wake_word();
     }
     fn closure<F>(body: F) -> Self::Start
     where
