@@ -12,11 +12,9 @@
 //! ready" and "registered", and no guard ever has to be undone. A retired input channel that
 //! still buffers values stays a live guard until drained.
 
-use crate::channel::{
-    Chan, Control, Entry, Held, Hold, HoldCell, HoldRef, Queues, Waiter, Wake, wait_in,
-};
+use crate::channel::{Chan, Control, Entry, Held, Hold, HoldCell, Queues, Waiter, Wake};
 use cspnet_core::{ChannelError, ChannelState, Claim, Deadline, GuardStatus, live_guards};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 /// One channel guard, as the coroutines engine waits on it: a guard of core's alternation lends
 /// its channel and its value slot for one select.
@@ -128,14 +126,12 @@ impl<T> Op for HeldInput<'_, T> {
         true
     }
     unsafe fn register(&mut self, queues: &mut Queues, waiter: &Waiter, index: usize) {
-        let holding = if self.chan.is_rendezvous() {
-            HoldRef::Reader(Arc::as_ptr(&self.hold))
+        let entry = Entry::new(waiter, index, &mut self.value);
+        queues.readers.push_back(if self.chan.is_rendezvous() {
+            entry.holding_writer(&self.hold)
         } else {
-            HoldRef::None
-        };
-        queues
-            .readers
-            .push_back(Entry::new(waiter, index, &mut self.value).holding(holding));
+            entry
+        });
     }
     fn fired(&mut self) {
         self.commit();
@@ -177,12 +173,12 @@ impl<T> Op for Output<'_, T> {
         }
     }
     unsafe fn register(&mut self, queues: &mut Queues, waiter: &Waiter, index: usize) {
-        queues.writers.push_back(
-            Entry::new(waiter, index, &mut *self.slot).holding(HoldRef::Writer(&self.cell)),
-        );
+        queues
+            .writers
+            .push_back(Entry::new(waiter, index, &mut *self.slot).held_in(&self.cell));
     }
     fn fired(&mut self) {
-        wait_in(&self.cell);
+        self.cell.wait();
     }
 }
 
@@ -200,7 +196,7 @@ pub(crate) fn output<'a, T: Send + 'static>(
     Guard(Box::new(Output {
         chan,
         slot,
-        cell: Mutex::new(None),
+        cell: HoldCell::new(),
     }))
 }
 

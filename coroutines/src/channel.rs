@@ -40,7 +40,7 @@ use cspnet_core::{
 };
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -180,24 +180,44 @@ impl Drop for Held {
     }
 }
 
-/// A parked writer's place for the hold of the extended reader that takes its value.
-pub(crate) type HoldCell = Mutex<Option<Arc<Hold>>>;
+/// A parked writer's place for the hold of the extended reader that takes its value: an
+/// `Arc<Hold>` as a raw pointer, or null. Only the claimer of the writer's entry puts one there
+/// (before its claim, and takes it back if the claim fails), and the writer looks only once that
+/// claim succeeded, so the claim word orders the two.
+pub(crate) struct HoldCell(AtomicPtr<Hold>);
 
-/// Takes what a claimer left in a writer's hold cell, and waits on it.
-pub(crate) fn wait_in(cell: &HoldCell) {
-    let hold = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(h) = hold {
-        h.wait();
+impl HoldCell {
+    pub(crate) fn new() -> HoldCell {
+        HoldCell(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    fn put(&self, hold: &Arc<Hold>) {
+        let old = self.0.swap(
+            Arc::into_raw(Arc::clone(hold)).cast_mut(),
+            Ordering::Relaxed,
+        );
+        debug_assert!(old.is_null(), "one claimer at a time fills a cell");
+    }
+
+    fn take(&self) -> Option<Arc<Hold>> {
+        let p = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: a non-null pointer came from `Arc::into_raw` in `put`, and the swap makes this
+        // its only taker.
+        (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
+    }
+
+    /// After the writer's entry was claimed: waits on the hold its claimer left, if any.
+    pub(crate) fn wait(&self) {
+        if let Some(h) = self.take() {
+            h.wait();
+        }
     }
 }
 
-/// What an entry says about holding: nothing, the hold a parked extended reader's writer waits on,
-/// or where a parked writer receives the hold of the extended reader that claims it.
-#[derive(Clone, Copy)]
-pub(crate) enum HoldRef {
-    None,
-    Reader(*const Hold),
-    Writer(*const HoldCell),
+impl Drop for HoldCell {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
 }
 
 /// A parked party's registration on one channel.
@@ -209,7 +229,9 @@ pub(crate) struct Entry {
     fired: Claim,
     /// An `Option<T>` for the channel's `T`: the value offered (writer) or the place for it (reader).
     slot: *mut (),
-    hold: HoldRef,
+    /// Null, or in a reader's entry the reader's [`Hold`] (its writer waits on it), in a writer's
+    /// entry the writer's [`HoldCell`] (its claimer leaves a hold there): the queue says which.
+    hold: *const (),
 }
 
 // SAFETY: an entry is only dereferenced by a holder of its channel's lock while it is queued, and
@@ -222,13 +244,19 @@ impl Entry {
             waiter,
             fired: Claim::fired(index),
             slot: slot.cast(),
-            hold: HoldRef::None,
+            hold: std::ptr::null(),
         }
     }
 
-    /// An entry that says how its pair is held (see [`HoldRef`]).
-    pub(crate) fn holding(mut self, hold: HoldRef) -> Entry {
-        self.hold = hold;
+    /// A parked extended reader's entry: a writer that completes it waits on `hold`.
+    pub(crate) fn holding_writer(mut self, hold: &Arc<Hold>) -> Entry {
+        self.hold = Arc::as_ptr(hold).cast();
+        self
+    }
+
+    /// A parked writer's entry: an extended reader that claims it leaves its hold in `cell`.
+    pub(crate) fn held_in(mut self, cell: &HoldCell) -> Entry {
+        self.hold = std::ptr::from_ref(cell).cast();
         self
     }
 
@@ -538,16 +566,16 @@ impl<T> Chan<T> {
             // The value goes in before the claim: once claimed, the reader may run at once. So
             // does our share of an extended reader's hold, which it may release at once.
             *slot = Some(value);
-            let hold = match entry.hold {
-                HoldRef::Reader(h) if self.capacity == 0 => {
-                    // SAFETY: `h` comes from an `Arc<Hold>` that the parked reader keeps while
-                    // its entry is queued, and the entry is ours under the lock.
-                    Some(unsafe {
-                        Arc::increment_strong_count(h);
-                        Arc::from_raw(h)
-                    })
-                }
-                _ => None,
+            let hold = if !entry.hold.is_null() && self.capacity == 0 {
+                let h = entry.hold.cast::<Hold>();
+                // SAFETY: a reader entry's `hold` comes from an `Arc<Hold>` that the parked reader
+                // keeps while its entry is queued, and the entry is ours under the lock.
+                Some(unsafe {
+                    Arc::increment_strong_count(h);
+                    Arc::from_raw(h)
+                })
+            } else {
+                None
             };
             let w = waiter.wake.clone();
             if waiter.claim(entry.fired) {
@@ -593,7 +621,7 @@ impl<T> Chan<T> {
         Ok((value, Held(Some(hold))))
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(&self, hold: Option<&Arc<Hold>>) -> Result<T, ChannelError> {
         loop {
             let mut queues = self.control.lock();
@@ -618,10 +646,10 @@ impl<T> Chan<T> {
             let waiter = Waiter::new();
             let mut slot: Option<T> = None;
             let slot_ptr: *mut Option<T> = &mut slot;
-            let holding = hold.map_or(HoldRef::None, |h| HoldRef::Reader(Arc::as_ptr(h)));
+            let entry = Entry::new(&waiter, 0, slot_ptr);
             queues
                 .readers
-                .push_back(Entry::new(&waiter, 0, slot_ptr).holding(holding));
+                .push_back(hold.map_or(entry, |h| entry.holding_writer(h)));
             drop(queues);
             // Fired, the writer's value is in the slot (its entry was dequeued by the claimer);
             // Ended, the channel ended and dequeued it: look again.
@@ -657,13 +685,13 @@ impl<T> Chan<T> {
             let waiter = Waiter::new();
             let mut slot = Some(value);
             let slot_ptr: *mut Option<T> = &mut slot;
-            let cell: HoldCell = Mutex::new(None);
+            let cell = HoldCell::new();
             queues
                 .writers
-                .push_back(Entry::new(&waiter, 0, slot_ptr).holding(HoldRef::Writer(&cell)));
+                .push_back(Entry::new(&waiter, 0, slot_ptr).held_in(&cell));
             drop(queues);
             if waiter.wait(Deadline::Never) == Claim::Fired(0) {
-                wait_in(&cell);
+                cell.wait();
                 return Ok(());
             }
             // Ended: the channel dequeued the entry unclaimed, so the value is still ours.
@@ -690,14 +718,14 @@ unsafe fn claim_writer<T>(
         // The value comes out, and the hold goes in, before the claim: once claimed, the writer
         // may look at both at once.
         let value = slot.take();
-        let cell = match (hold, entry.hold) {
-            // SAFETY: the cell is in the parked writer's frame (or guard), alive while its entry
-            // is queued; only the claimer of this entry touches it before the claim.
-            (Some(_), HoldRef::Writer(cell)) => Some(unsafe { &*cell }),
+        let cell = match hold {
+            // SAFETY: a writer entry's `hold` is its cell, in the parked writer's frame (or
+            // guard), alive while the entry is queued; only this entry's claimer fills it.
+            Some(_) if !entry.hold.is_null() => Some(unsafe { &*entry.hold.cast::<HoldCell>() }),
             _ => None,
         };
         if let (Some(h), Some(cell)) = (hold, cell) {
-            *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(h));
+            cell.put(h);
         }
         let w = waiter.wake.clone();
         if waiter.claim(entry.fired) {
@@ -706,7 +734,7 @@ unsafe fn claim_writer<T>(
         }
         // Claimed elsewhere: the writer never looks in this entry's cell.
         if let Some(cell) = cell {
-            cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(cell.take());
         }
         *slot = value;
     }
