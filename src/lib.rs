@@ -236,7 +236,10 @@
 mod backend;
 
 pub use backend::{Backend, BackendError};
-pub use cspnet_core::{Cause, ChannelError, Failure, Outcome, ProcessError, ProcessId};
+pub use cspnet_core::{
+    BufferError, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd, KillError, Outcome,
+    ProcessError, ProcessId,
+};
 
 /// The same API, generic over the backend: for code written once that runs on every backend (a
 /// farm, a job graph, a library of your own).
@@ -280,11 +283,14 @@ pub mod generic {
     #[doc(inline)]
     pub use cspnet_core::{
         Alternation, Backend, Barrier, BarrierEnd, Barriers, Carries, Channel, IntoIter, Iter,
-        Mobile, Process, Reader, Spawned, Writer, current_process_id, io, parallel, process,
-        sequence, spawn,
+        Mobile, Process, Reader, Spawned, Supervisor, Writer, current_process_id, io, parallel,
+        process, sequence, spawn,
     };
     #[doc(inline)]
-    pub use cspnet_core::{ChannelError, Outcome, ProcessError, ProcessId};
+    pub use cspnet_core::{
+        BufferError, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd, KillError, Outcome,
+        ProcessError, ProcessId,
+    };
 }
 
 /// Every CSP process is an OS thread; channels on crossbeam-channel.

@@ -25,11 +25,21 @@
 //! ever fire ([`live_guards`]), when a channel retires ([`Membership`]), and that poison wins over
 //! retirement ([`ChannelState::after`]).
 
-use crate::context::{ContextSlot, LeavingEnd, ProcessContext, ProcessId, end_dropped};
+use crate::context::{
+    ContextSlot, Ending, HeldEnd, LeavingEnd, ProcessContext, ProcessId, end_dropped,
+};
 use crate::deadline::Deadline;
-use crate::error::{Cause, ChannelError, Outcome};
+use crate::error::{Cause, ChannelError, KillError, Outcome};
 use crate::{Leave, flush_dropped_ends};
 use std::time::Duration;
+
+/// What an engine calls once with a process's [`Ending`] (see [`Carries::start`]).
+///
+/// ```
+/// let report: cspnet_core::Report<u8> = Box::new(|ending| println!("{:?}", ending.outcome));
+/// report(cspnet_core::Ending::new(Ok(Ok(1))));
+/// ```
+pub type Report<T> = Box<dyn FnOnce(Ending<T>) + Send>;
 
 /// One engine beneath the public API: the part that does not depend on a payload type.
 ///
@@ -195,10 +205,13 @@ pub trait Carries<T>: Backend {
     /// A process ready to start, whose body returns [`Outcome<T>`].
     type Start: Send;
 
-    /// A started process, until it is joined.
-    type Running;
+    /// A started process: what the engine keeps to wait for it (and, where it can, to kill it).
+    type Running: Send;
 
     /// A new channel that buffers up to `capacity` values (0: a rendezvous), with no members yet.
+    /// `capacity` is at most [`Channel::MAX_BUFFER`](crate::Channel::MAX_BUFFER) (the public
+    /// constructors refuse more), and the engine reserves no more than a small first piece of the
+    /// buffer's storage here: the rest grows as values are buffered.
     ///
     /// ```
     /// use cspnet_core::Carries;
@@ -252,6 +265,7 @@ pub trait Carries<T>: Backend {
                 chan: chan.clone(),
                 role,
                 leave: Self::leave,
+                name: |c| Self::name(c).map(str::to_owned),
             })),
         }
     }
@@ -415,36 +429,94 @@ pub trait Carries<T>: Backend {
     /// use cspnet_threads::Threads;
     /// let start = <Threads as Carries<u8>>::closure(|| Ok(3));
     /// let ctx = ProcessContext::new(cspnet_core::ProcessId::next(), "p".into());
-    /// let running = <Threads as Carries<u8>>::start(ctx, start).unwrap();
-    /// assert_eq!(<Threads as Carries<u8>>::join_all(vec![Ok(running)]), vec![Ok(Ok(3))]);
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let running = <Threads as Carries<u8>>::start(ctx, start, Box::new(move |e| tx.send(e.outcome).unwrap())).unwrap();
+    /// <Threads as Carries<u8>>::reap(running);
+    /// assert_eq!(rx.recv().unwrap(), Ok(Ok(3)));
     /// ```
     fn closure<F>(body: F) -> Self::Start
     where
         F: FnOnce() -> Outcome<T> + Send + 'static;
 
-    /// Starts a process as the CSP process `ctx` (its id and name). On failure, the ends the
-    /// process captured poison their channels, so the processes already started shut down.
+    /// Starts a process as the CSP process `ctx` (its id, name and crash rule). `report` is called
+    /// exactly once, from some thread of this OS process, as soon as the process has ended, and
+    /// before [`finished`](Self::finished) says so. On failure to start, `report` is not called,
+    /// and the ends the process captured poison their channels, so the processes already started
+    /// shut down.
+    ///
+    /// ```
+    /// use cspnet_core::{Carries, ProcessContext, ProcessId};
+    /// use cspnet_threads::Threads;
+    /// use std::sync::mpsc;
+    /// let (tx, rx) = mpsc::channel();
+    /// let ctx = ProcessContext::new(ProcessId::next(), "p".into());
+    /// let start = <Threads as Carries<u8>>::closure(|| Ok(3));
+    /// let running = <Threads as Carries<u8>>::start(ctx, start, Box::new(move |e| tx.send(e).unwrap())).unwrap();
+    /// assert_eq!(rx.recv().unwrap().outcome, Ok(Ok(3)));
+    /// <Threads as Carries<u8>>::reap(running);
+    /// ```
+    fn start(
+        ctx: ProcessContext,
+        start: Self::Start,
+        report: Report<T>,
+    ) -> Result<Self::Running, Cause>;
+
+    /// Whether the process has ended and reported.
     ///
     /// ```
     /// use cspnet_core::{Carries, ProcessContext, ProcessId};
     /// use cspnet_threads::Threads;
     /// let ctx = ProcessContext::new(ProcessId::next(), "p".into());
-    /// let running = <Threads as Carries<()>>::start(ctx, <Threads as Carries<()>>::closure(|| Ok(())));
-    /// assert!(running.is_ok());
-    /// # <Threads as Carries<()>>::join_all(vec![running]);
+    /// let r = <Threads as Carries<u8>>::start(ctx, <Threads as Carries<u8>>::closure(|| Ok(1)), Box::new(|_| ())).unwrap();
+    /// let _ = <Threads as Carries<u8>>::finished(&r); // true once the thread has ended
+    /// <Threads as Carries<u8>>::reap(r);
     /// ```
-    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause>;
+    fn finished(running: &Self::Running) -> bool;
 
-    /// Waits for every process and gives back each one's outcome, or why it failed, in the order
-    /// given (a process that could not start is passed in as its cause).
+    /// Waits until the process has ended and reported, and frees what the engine kept for it
+    /// (joins its thread or coroutine, reaps the OS process).
     ///
     /// ```
-    /// use cspnet_core::{Carries, Cause};
+    /// use cspnet_core::{Carries, ProcessContext, ProcessId};
     /// use cspnet_threads::Threads;
-    /// let failed: Result<<Threads as Carries<u8>>::Running, _> = Err(Cause::CouldNotStart("no".into()));
-    /// assert!(<Threads as Carries<u8>>::join_all(vec![failed])[0].is_err());
+    /// let ctx = ProcessContext::new(ProcessId::next(), "p".into());
+    /// let r = <Threads as Carries<u8>>::start(ctx, <Threads as Carries<u8>>::closure(|| Ok(1)), Box::new(|_| ())).unwrap();
+    /// <Threads as Carries<u8>>::reap(r);
     /// ```
-    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>>;
+    fn reap(running: Self::Running);
+
+    /// The OS process id, for engines whose processes are OS processes.
+    ///
+    /// ```
+    /// use cspnet_core::{Carries, ProcessContext, ProcessId};
+    /// use cspnet_threads::Threads;
+    /// let ctx = ProcessContext::new(ProcessId::next(), "p".into());
+    /// let r = <Threads as Carries<u8>>::start(ctx, <Threads as Carries<u8>>::closure(|| Ok(1)), Box::new(|_| ())).unwrap();
+    /// assert_eq!(<Threads as Carries<u8>>::pid(&r), None);
+    /// <Threads as Carries<u8>>::reap(r);
+    /// ```
+    fn pid(running: &Self::Running) -> Option<u32> {
+        let _ = running;
+        None
+    }
+
+    /// Kills the process from outside, where the engine can (OS processes); it then reports as
+    /// crashed.
+    ///
+    /// ```
+    /// use cspnet_core::{Carries, KillError, ProcessContext, ProcessId};
+    /// use cspnet_threads::Threads;
+    /// let ctx = ProcessContext::new(ProcessId::next(), "p".into());
+    /// let r = <Threads as Carries<u8>>::start(ctx, <Threads as Carries<u8>>::closure(|| Ok(1)), Box::new(|_| ())).unwrap();
+    /// assert!(matches!(<Threads as Carries<u8>>::kill(&r), Err(KillError::Unsupported { .. })));
+    /// <Threads as Carries<u8>>::reap(r);
+    /// ```
+    fn kill(running: &Self::Running) -> Result<(), KillError> {
+        let _ = running;
+        Err(KillError::Unsupported {
+            backend: Self::NAME,
+        })
+    }
 
     /// Throws away processes that will never start: the ends they captured poison their channels.
     ///
@@ -462,11 +534,18 @@ struct Departure<C> {
     chan: C,
     role: Role,
     leave: fn(&C, Role, Leave),
+    name: fn(&C) -> Option<String>,
 }
 
 impl<C: Send> LeavingEnd for Departure<C> {
     fn leave(self: Box<Self>, how: Leave) {
         (self.leave)(&self.chan, self.role, how);
+    }
+    fn held(&self) -> Option<HeldEnd> {
+        Some(HeldEnd {
+            channel: (self.name)(&self.chan),
+            role: self.role,
+        })
     }
 }
 

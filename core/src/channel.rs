@@ -7,7 +7,7 @@
 
 use crate::Leave;
 use crate::backend::{Carries, Role};
-use crate::error::{ChannelError, next_in_stream};
+use crate::error::{BufferError, ChannelError, next_in_stream};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -53,7 +53,29 @@ impl<B: Carries<T>, T> Channel<B, T> {
         Self::build(Some(name), 0)
     }
 
+    /// The largest buffer a channel accepts, on every backend: 2^48 values, more than a 64-bit
+    /// machine's address space holds even at one byte each. No backend reserves a buffer's
+    /// storage up front beyond a small first piece: it grows as values are buffered, so a
+    /// buffer this large is free until it fills.
+    ///
+    /// ```
+    /// let ch = cspnet_threads::Channel::<u8>::with_buffer(cspnet_threads::Channel::<u8>::MAX_BUFFER);
+    /// let (w, r) = (ch.writer(), ch.reader());
+    /// w.write(1).unwrap();
+    /// assert_eq!(r.read(), Ok(1));
+    /// ```
+    pub const MAX_BUFFER: usize = if usize::MAX as u64 > 1 << 48 {
+        (1u64 << 48) as usize
+    } else {
+        usize::MAX // a 32-bit machine: its address space is the limit already
+    };
+
     /// A channel that holds up to `n` values before writers wait (`0` is a rendezvous).
+    ///
+    /// # Panics
+    ///
+    /// When `n` is more than [`Channel::MAX_BUFFER`], with the message of
+    /// [`BufferError::TooLarge`]; [`Channel::try_with_buffer`] returns that error instead.
     ///
     /// ```
     /// let ch = cspnet_threads::Channel::<u32>::with_buffer(2);
@@ -62,7 +84,41 @@ impl<B: Carries<T>, T> Channel<B, T> {
     /// w.write(2).unwrap(); // both fit without a reader taking them
     /// ```
     pub fn with_buffer(n: usize) -> Self {
-        Self::build(None, n)
+        match Self::try_with_buffer(n) {
+            Ok(channel) => channel,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A channel that holds up to `n` values before writers wait (`0` is a rendezvous), or
+    /// [`BufferError::TooLarge`] when `n` is more than [`Channel::MAX_BUFFER`].
+    ///
+    /// ```
+    /// use cspnet_threads::{BufferError, Channel};
+    /// assert!(Channel::<u32>::try_with_buffer(4).is_ok());
+    /// assert_eq!(
+    ///     Channel::<u32>::try_with_buffer(usize::MAX).unwrap_err(),
+    ///     BufferError::TooLarge { requested: usize::MAX, max: Channel::<u32>::MAX_BUFFER },
+    /// );
+    /// ```
+    pub fn try_with_buffer(n: usize) -> Result<Self, BufferError> {
+        if n > Self::MAX_BUFFER {
+            return Err(BufferError::TooLarge {
+                requested: n,
+                max: Self::MAX_BUFFER,
+            });
+        }
+        Ok(Self::build(None, n))
+    }
+
+    /// A channel with a name that holds up to `n` values before writers wait.
+    ///
+    /// ```
+    /// let ch = cspnet_threads::Channel::<u32>::named_with_buffer("results", 8);
+    /// assert_eq!(ch.name(), Some("results"));
+    /// ```
+    pub fn named_with_buffer(name: &str, n: usize) -> Self {
+        Self::build(Some(name), n)
     }
 
     fn build(name: Option<&str>, n: usize) -> Self {

@@ -13,7 +13,9 @@
 //! Each backend keeps the current context where its processes can find it (a thread-local for OS
 //! threads and OS processes, a coroutine-local for coroutines) by implementing [`ContextSlot`].
 
+use crate::backend::Role;
 use crate::error::{Cause, ChannelError, Outcome, panic_message};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -31,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// assert_ne!(a, b);
 /// assert_eq!(ProcessId::new(7).as_u64(), 7);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ProcessId(u64);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -119,6 +121,93 @@ impl Leave {
 pub trait LeavingEnd: Send {
     /// Leave the channel.
     fn leave(self: Box<Self>, how: Leave);
+
+    /// Which channel and role this end is, for a crash report ([`Ending::held`]); `None` when the
+    /// engine cannot say.
+    fn held(&self) -> Option<HeldEnd> {
+        None
+    }
+}
+
+/// A channel end a process held when it ended abnormally: the channel's name (if it was given
+/// one) and the end's role. A supervisor reads these in an [`Exit`](crate::Exit).
+///
+/// ```
+/// use cspnet_core::{HeldEnd, Role};
+/// let end = HeldEnd::new(Some("results"), Role::Writer);
+/// assert_eq!(end.to_string(), "writer of 'results'");
+/// assert_eq!(HeldEnd::new(None, Role::Reader).to_string(), "reader of an unnamed channel");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HeldEnd {
+    /// The channel's name, if it has one.
+    pub channel: Option<String>,
+    /// Which end.
+    pub role: Role,
+}
+
+impl HeldEnd {
+    /// An end of the channel called `channel` (or of an unnamed one).
+    ///
+    /// ```
+    /// let end = cspnet_core::HeldEnd::new(Some("jobs"), cspnet_core::Role::Reader);
+    /// assert_eq!(end.channel.as_deref(), Some("jobs"));
+    /// ```
+    pub fn new(channel: Option<&str>, role: Role) -> Self {
+        HeldEnd {
+            channel: channel.map(str::to_owned),
+            role,
+        }
+    }
+}
+
+impl fmt::Display for HeldEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = match self.role {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+            Role::Handle => "handle",
+        };
+        match &self.channel {
+            Some(name) => write!(f, "{role} of '{name}'"),
+            None => write!(f, "{role} of an unnamed channel"),
+        }
+    }
+}
+
+/// How a process ended, as an engine reports it (see [`Carries::start`](crate::Carries::start)):
+/// the body's outcome or why it failed, and, when it failed, the channel ends it still held.
+///
+/// ```
+/// use cspnet_core::{Ending, ProcessContext, ProcessId, ThreadSlot, run_body};
+/// let ending: Ending<u8> = run_body::<ThreadSlot, u8>(ProcessContext::new(ProcessId::next(), "p".into()), || Ok(1));
+/// assert_eq!(ending.outcome, Ok(Ok(1)));
+/// assert!(ending.held.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending<T> {
+    /// The body's outcome, or why the process failed.
+    pub outcome: Result<Outcome<T>, Cause>,
+    /// The ends the process held when it failed (empty when it did not fail).
+    pub held: Vec<HeldEnd>,
+    /// The OS process id, where the process was an OS process of its own.
+    pub pid: Option<u32>,
+}
+
+impl<T> Ending<T> {
+    /// An ending with nothing held (a process that could not start, or ended normally).
+    ///
+    /// ```
+    /// let e = cspnet_core::Ending::<u8>::new(Ok(Ok(2)));
+    /// assert!(e.held.is_empty());
+    /// ```
+    pub fn new(outcome: Result<Outcome<T>, Cause>) -> Self {
+        Ending {
+            outcome,
+            held: Vec::new(),
+            pid: None,
+        }
+    }
 }
 
 /// Everything cspnet keeps about the running CSP process.
@@ -137,6 +226,11 @@ pub struct ProcessContext {
     defers: bool,
     deferred: Vec<Box<dyn LeavingEnd>>,
     rotation: HashMap<(Location<'static>, usize), usize>,
+    /// How the ends leave if the process panics or crashes: poison (the default, PyCSP's rule) or
+    /// retire (a supervised process: see [`isolated`](Self::isolated)).
+    on_crash: Leave,
+    /// The ends that left while the process was unwinding from a panic.
+    released: Vec<HeldEnd>,
 }
 
 impl ProcessContext {
@@ -153,7 +247,33 @@ impl ProcessContext {
             defers: true,
             deferred: Vec::new(),
             rotation: HashMap::new(),
+            on_crash: Leave::Poison,
+            released: Vec::new(),
         }
+    }
+
+    /// The context of a supervised process: if it panics or crashes, the channel ends it held
+    /// retire instead of poisoning, so channels it shared with healthy processes stay usable and
+    /// values already buffered are still read. The crash reaches its supervisor as a value.
+    ///
+    /// ```
+    /// use cspnet_core::{Leave, ProcessContext, ProcessId};
+    /// let ctx = ProcessContext::new(ProcessId::next(), "w".into()).isolated();
+    /// assert_eq!(ctx.on_crash(), Leave::Retire);
+    /// ```
+    pub fn isolated(mut self) -> Self {
+        self.on_crash = Leave::Retire;
+        self
+    }
+
+    /// How this process's ends leave if it panics or crashes.
+    ///
+    /// ```
+    /// use cspnet_core::{Leave, ProcessContext, ProcessId};
+    /// assert_eq!(ProcessContext::new(ProcessId::next(), "p".into()).on_crash(), Leave::Poison);
+    /// ```
+    pub fn on_crash(&self) -> Leave {
+        self.on_crash
     }
 
     /// The implicit context of a thread that is not a CSP process (such as `main`).
@@ -246,6 +366,7 @@ impl fmt::Debug for ProcessContext {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("deferred_ends", &self.deferred.len())
+            .field("on_crash", &self.on_crash)
             .finish()
     }
 }
@@ -305,8 +426,15 @@ impl ContextSlot for ThreadSlot {
 /// ```
 pub fn end_dropped<S: ContextSlot>(end: Box<dyn LeavingEnd>) {
     if std::thread::panicking() {
-        // A panicking process poisons what it holds, so the rest of the network shuts down.
-        end.leave(Leave::Poison);
+        // A panicking process poisons what it holds, so the rest of the network shuts down; a
+        // supervised one retires it instead, and its supervisor learns which ends they were.
+        let how = S::with(|ctx| {
+            if ctx.defers {
+                ctx.released.extend(end.held());
+            }
+            ctx.on_crash
+        });
+        end.leave(how);
     } else if let Some(end) = S::with(|ctx| ctx.defer(end)) {
         end.leave(Leave::Retire);
     }
@@ -337,31 +465,43 @@ fn leave_all(ends: Vec<Box<dyn LeavingEnd>>, how: Leave) {
 }
 
 /// Runs a process body as the current CSP process: installs its context, catches a panic, and makes
-/// the ends it still holds leave according to how it ended (poison for `Err(Poisoned)` or a panic,
-/// retire otherwise). Returns the body's outcome, or the panic as a [`Cause`].
+/// the ends it still holds leave according to how it ended (poison for `Err(Poisoned)`, retire
+/// otherwise; after a panic, as the context's [`on_crash`](ProcessContext::on_crash) says).
+/// Returns the body's outcome, or the panic as a [`Cause`] with the ends the process held.
 ///
 /// ```
 /// use cspnet_core::{ChannelError, ProcessContext, ProcessId, ThreadSlot, run_body};
 /// let ctx = ProcessContext::new(ProcessId::next(), "p".into());
 /// let out = run_body::<ThreadSlot, u32>(ctx, || Ok(3));
-/// assert_eq!(out, Ok(Ok(3)));
+/// assert_eq!(out.outcome, Ok(Ok(3)));
 /// let ctx = ProcessContext::new(ProcessId::next(), "q".into());
 /// let out = run_body::<ThreadSlot, u32>(ctx, || panic!("boom"));
-/// assert!(out.is_err());
+/// assert!(out.outcome.is_err());
 /// ```
 pub fn run_body<S: ContextSlot, T>(
     ctx: ProcessContext,
     body: impl FnOnce() -> Outcome<T>,
-) -> Result<Outcome<T>, Cause> {
+) -> Ending<T> {
     let previous = S::swap(Some(ctx));
     let result = catch_unwind(AssertUnwindSafe(body));
     let mut ctx = S::swap(previous).expect("the process context was removed while it ran");
-    let how = match &result {
-        Ok(outcome) => Leave::for_outcome(outcome),
-        Err(_) => Leave::Poison,
-    };
-    leave_all(ctx.take_deferred(), how);
-    result.map_err(|payload| Cause::Panicked(panic_message(payload.as_ref())))
+    let deferred = ctx.take_deferred();
+    match result {
+        Ok(outcome) => {
+            leave_all(deferred, Leave::for_outcome(&outcome));
+            Ending::new(Ok(outcome))
+        }
+        Err(payload) => {
+            // Ends dropped before the panic were leaving anyway: not counted as held.
+            let held = std::mem::take(&mut ctx.released);
+            leave_all(deferred, ctx.on_crash);
+            Ending {
+                outcome: Err(Cause::Panicked(panic_message(payload.as_ref()))),
+                held,
+                pid: None,
+            }
+        }
+    }
 }
 
 /// Makes never-started processes' captured ends poison their channels (used when starting a

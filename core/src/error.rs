@@ -5,7 +5,9 @@ use std::fmt;
 
 /// Why a channel operation (read, write or alternation) did not happen.
 ///
-/// Both variants are final for the channel: once poisoned or retired, a channel never works again.
+/// `Poisoned` and `Retired` are final for the channel: once poisoned or retired, a channel never
+/// works again. `TooLarge` and `Unencodable` concern one value only: it was not sent, and the
+/// channel works as before.
 ///
 /// # Examples
 ///
@@ -45,6 +47,123 @@ pub enum ChannelError {
         /// The encoded size of the value.
         size: usize,
         /// The largest payload the store can hold.
+        max: usize,
+    },
+    /// The value's `Serialize` failed, so it could not be encoded for the channel (only the
+    /// processes backend encodes payloads; threads and coroutines move values as they are). It
+    /// was not sent, the channel is not poisoned, and later values are sent as usual. It carries
+    /// the start of serde's message.
+    #[error("payload could not be encoded, so it was not sent: {0}")]
+    Unencodable(ErrorText),
+}
+
+/// The start of an error message, short enough to keep [`ChannelError`] `Copy`: at most
+/// [`ErrorText::MAX`] bytes, cut at a character boundary (a cut text ends with `…`).
+///
+/// ```
+/// use cspnet_core::ErrorText;
+/// assert_eq!(ErrorText::new("no maps here").as_str(), "no maps here");
+/// let long = ErrorText::new(&"x".repeat(100));
+/// assert!(long.as_str().len() <= ErrorText::MAX && long.as_str().ends_with('…'));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorText {
+    len: u8,
+    bytes: [u8; ErrorText::MAX],
+}
+
+impl ErrorText {
+    /// The most bytes an `ErrorText` keeps.
+    pub const MAX: usize = 46;
+
+    /// `message`, cut to [`ErrorText::MAX`] bytes if longer.
+    ///
+    /// ```
+    /// assert_eq!(cspnet_core::ErrorText::new("bad").to_string(), "bad");
+    /// ```
+    pub fn new(message: &str) -> Self {
+        let kept = if message.len() <= Self::MAX {
+            message
+        } else {
+            let mut end = Self::MAX - '…'.len_utf8();
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            &message[..end]
+        };
+        let mut bytes = [0; Self::MAX];
+        bytes[..kept.len()].copy_from_slice(kept.as_bytes());
+        let mut len = kept.len();
+        if kept.len() < message.len() {
+            let ellipsis = '…'.encode_utf8(&mut bytes[len..]).len();
+            len += ellipsis;
+        }
+        ErrorText {
+            len: len as u8, // at most MAX, which fits
+            bytes,
+        }
+    }
+
+    /// The text.
+    ///
+    /// ```
+    /// assert_eq!(cspnet_core::ErrorText::new("bad").as_str(), "bad");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        // `new` copies whole characters only, so the bytes kept are UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Display for ErrorText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ErrorText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for ErrorText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| ErrorText::new(&s))
+    }
+}
+
+/// Why a channel buffer of the size asked for was refused: the one rule of every backend.
+///
+/// A buffer may hold up to [`Channel::MAX_BUFFER`](crate::Channel::MAX_BUFFER) values; its
+/// storage grows with what it holds, so a large limit costs nothing until values fill it.
+///
+/// ```
+/// use cspnet_threads::{BufferError, Channel};
+///
+/// let e = Channel::<u8>::try_with_buffer(usize::MAX).unwrap_err();
+/// assert!(matches!(e, BufferError::TooLarge { max, .. } if max == Channel::<u8>::MAX_BUFFER));
+/// assert!(e.to_string().contains("at most"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum BufferError {
+    /// More values than any channel buffers: more than a machine's address space could hold
+    /// even at one byte each, so it is a mistake (`usize::MAX` for "unbounded", say) rather
+    /// than a need.
+    #[error(
+        "a channel buffer of {requested} values is refused: a buffer holds at most {max} values          (Channel::MAX_BUFFER, and its storage grows only as values are buffered)"
+    )]
+    TooLarge {
+        /// The buffer size asked for.
+        requested: usize,
+        /// The largest buffer a channel accepts ([`Channel::MAX_BUFFER`](crate::Channel::MAX_BUFFER)).
         max: usize,
     },
 }
@@ -298,6 +417,35 @@ impl ProcessError {
     pub fn first(&self) -> &Failure {
         &self.failures[0]
     }
+}
+
+/// Why [`Spawned::kill`](crate::Spawned::kill) or [`Supervisor::kill`](crate::Supervisor::kill)
+/// did not kill a process.
+///
+/// ```
+/// use cspnet_core::KillError;
+/// let e = KillError::Unsupported { backend: "threads" };
+/// assert!(e.to_string().contains("cannot be killed"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KillError {
+    /// The backend's processes cannot be killed from outside: a thread or a coroutine can only end
+    /// itself (poison a channel it waits on to make it end).
+    #[error(
+        "a process of the {backend} backend cannot be killed from outside (only OS processes can); \
+         poison a channel it waits on to make it end"
+    )]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+    },
+    /// No process with that index or id is running under this handle.
+    #[error("no such running process: {0}")]
+    NoSuchProcess(String),
+    /// The operating system refused (the message says why).
+    #[error("the operating system refused to kill the process: {0}")]
+    Refused(String),
 }
 
 /// How many failures `Display` spells out; [`ProcessError::failures`] has them all.

@@ -47,26 +47,33 @@ mod channel;
 mod claim;
 mod context;
 mod deadline;
+mod env;
 mod error;
 mod guard;
 mod loom;
 mod process;
 pub mod suite;
+mod supervise;
 mod surface;
 
 pub use alternation::Alternation;
-pub use backend::{Backend, Carries, ChannelState, GuardStatus, Membership, Role, live_guards};
+pub use backend::{
+    Backend, Carries, ChannelState, GuardStatus, Membership, Report, Role, live_guards,
+};
 pub use barrier::{Barrier, BarrierEnd, Barriers};
 pub use budget::{MappingBudget, Reservation, max_map_count};
 pub use channel::{Channel, IntoIter, Iter, Mobile, Reader, Writer};
 pub use claim::{Claim, ClaimWord};
 pub use context::{
-    ContextSlot, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot, discard_unstarted,
-    end_dropped, flush_dropped_ends, run_body,
+    ContextSlot, Ending, HeldEnd, Leave, LeavingEnd, ProcessContext, ProcessId, ThreadSlot,
+    discard_unstarted, end_dropped, flush_dropped_ends, run_body,
 };
 pub use deadline::Deadline;
+pub use env::{env_size, parse_size};
 pub use error::{
-    Cause, ChannelError, Failure, Outcome, ProcessError, next_in_stream, panic_message,
+    BufferError, Cause, ChannelError, ErrorText, Failure, KillError, Outcome, ProcessError,
+    next_in_stream, panic_message,
 };
 pub use guard::{Fallback, Policy};
 pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};
+pub use supervise::{Exit, Supervisor};

@@ -1,16 +1,17 @@
 //! Processes, written once over [`Carries`]: `process`, `parallel`, `sequence`, `spawn`, `Spawned`.
 //!
 //! How a process starts and is waited for is the engine's ([`Carries::start`],
-//! [`Carries::join_all`]); what a group of processes means is this module's: `parallel` starts them
+//! [`Carries::reap`], each process reporting its [`Ending`] the moment it ends); what a group of processes means is this module's: `parallel` starts them
 //! all and waits for all, `sequence` runs them one after another and stops at the first failure,
 //! `spawn` returns at once with a [`Spawned`] that joins them (and that joins them when dropped, so
 //! no process outlives its handle).
 
-use crate::backend::{Backend, Carries};
-use crate::context::{ContextSlot, ProcessContext, ProcessId};
-use crate::error::{Cause, Failure, Outcome, ProcessError};
+use crate::backend::{Backend, Carries, Report};
+use crate::context::{ContextSlot, Ending, ProcessContext, ProcessId};
+use crate::error::{Cause, Failure, KillError, Outcome, ProcessError};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A CSP process: a closure (or, on the processes backend, a re-executed program) that runs once
 /// given to [`parallel`], [`sequence`] or [`spawn`].
@@ -112,10 +113,14 @@ impl<B: Carries<T>, T> fmt::Debug for Process<B, T> {
     }
 }
 
-/// Processes started by [`spawn`]; [`join`](Self::join) waits for them and gives back their results.
+/// Processes started by [`spawn`]: a handle to wait for them, see how they are doing, or kill
+/// them. [`join`](Self::join) waits for them all and gives back their results.
 ///
-/// Dropping the handle without joining also waits (no process outlives its handle), and reports a
-/// failed process on standard error.
+/// Each process reports the moment it ends, so [`try_join`](Self::try_join) and
+/// [`join_timeout`](Self::join_timeout) return as soon as the last one has ended. Dropping the
+/// handle without joining also waits (no process outlives its handle), and reports a failed
+/// process on standard error. For each child's outcome as a value the moment it ends (usable in an
+/// alternation), start the processes under a [`Supervisor`](crate::Supervisor) instead.
 ///
 /// ```
 /// let handle = cspnet_threads::spawn([cspnet_threads::process(|| Ok("done"))]);
@@ -123,17 +128,78 @@ impl<B: Carries<T>, T> fmt::Debug for Process<B, T> {
 /// ```
 #[must_use = "dropping a Spawned waits for its processes; call join to get their results"]
 pub struct Spawned<B: Carries<T>, T> {
-    names: Vec<Arc<str>>,
-    running: Vec<Result<B::Running, Cause>>,
+    children: Vec<Child<B, T>>,
+}
+
+/// One process of a [`Spawned`] group.
+struct Child<B: Carries<T>, T> {
+    id: ProcessId,
+    name: Arc<str>,
+    /// The engine's handle, until reaped; `Err` if the process never started.
+    running: Result<Option<B::Running>, Cause>,
+    /// Filled by the engine's report the moment the process ends.
+    ending: Arc<Mutex<Option<Ending<T>>>>,
+}
+
+impl<B: Carries<T>, T> Child<B, T> {
+    fn finished(&self) -> bool {
+        match &self.running {
+            Ok(Some(r)) => B::finished(r),
+            _ => true,
+        }
+    }
+
+    /// Waits for the process and takes its outcome.
+    fn finish(mut self) -> (Arc<str>, Result<Outcome<T>, Cause>) {
+        let outcome = match std::mem::replace(&mut self.running, Ok(None)) {
+            Err(cause) => Err(cause),
+            Ok(running) => {
+                if let Some(r) = running {
+                    B::reap(r);
+                }
+                take_ending(&self.ending).outcome
+            }
+        };
+        (self.name, outcome)
+    }
+}
+
+fn take_ending<T>(cell: &Mutex<Option<Ending<T>>>) -> Ending<T> {
+    cell.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_else(|| {
+            Ending::new(Err(Cause::Crashed(
+                "ended without reporting (the engine lost its report)".into(),
+            )))
+        })
+}
+
+impl<B: Carries<T>, T: Send + 'static> Spawned<B, T> {
+    fn start(procs: impl IntoIterator<Item = Process<B, T>>) -> Self {
+        B::flush();
+        let children = procs
+            .into_iter()
+            .map(|p| {
+                let ending = Arc::new(Mutex::new(None));
+                let cell = Arc::clone(&ending);
+                let report: Report<T> = Box::new(move |e| {
+                    *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                });
+                let (id, name, running) = start_one(p, false, |_, _| report);
+                Child {
+                    id,
+                    name,
+                    running: running.map(Some),
+                    ending,
+                }
+            })
+            .collect();
+        Spawned { children }
+    }
 }
 
 impl<B: Carries<T>, T> Spawned<B, T> {
-    fn start(procs: impl IntoIterator<Item = Process<B, T>>) -> Self {
-        B::flush();
-        let (names, running) = procs.into_iter().map(start_one).unzip();
-        Spawned { names, running }
-    }
-
     /// Waits for every process and returns their outcomes in the order given, or the failures (with
     /// each failed process's name) once all have finished.
     ///
@@ -145,6 +211,65 @@ impl<B: Carries<T>, T> Spawned<B, T> {
         ProcessError::gather(self.finish())
     }
 
+    /// Joins if every process has ended, without waiting; otherwise gives the handle back.
+    ///
+    /// ```
+    /// use cspnet_threads::{Channel, process, spawn};
+    /// let gate = Channel::<()>::new();
+    /// let r = gate.reader();
+    /// let h = spawn([process(move || r.read())]);
+    /// let h = h.try_join().unwrap_err(); // still waiting on the gate
+    /// gate.writer().write(()).unwrap();
+    /// assert_eq!(h.join().unwrap(), vec![Ok(())]);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn try_join(self) -> Result<Result<Vec<Outcome<T>>, ProcessError>, Self> {
+        if self.is_finished() {
+            Ok(self.join())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Joins once every process has ended, or gives the handle back when `timeout` passes first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let h = cspnet_threads::spawn([cspnet_threads::process(|| Ok(5))]);
+    /// let out = h.join_timeout(Duration::from_secs(10)).ok().expect("ended in time");
+    /// assert_eq!(out.unwrap(), vec![Ok(5)]);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn join_timeout(
+        self,
+        timeout: Duration,
+    ) -> Result<Result<Vec<Outcome<T>>, ProcessError>, Self> {
+        let deadline = Instant::now() + timeout;
+        // The engines report without waking anyone here, so this polls, backing off to a few
+        // milliseconds: a join with a deadline is not on a hot path.
+        let mut pause = Duration::from_micros(50);
+        while !self.is_finished() {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self);
+            }
+            B::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        Ok(self.join())
+    }
+
+    /// Whether every process has ended.
+    ///
+    /// ```
+    /// let h = cspnet_threads::spawn([cspnet_threads::process(|| Ok(()))]);
+    /// while !h.is_finished() { std::thread::yield_now(); }
+    /// h.join().unwrap();
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.children.iter().all(Child::finished)
+    }
+
     /// The names of the processes, in the order given.
     ///
     /// ```
@@ -153,20 +278,65 @@ impl<B: Carries<T>, T> Spawned<B, T> {
     /// # h.join().unwrap();
     /// ```
     pub fn names(&self) -> Vec<&str> {
-        self.names.iter().map(|n| &**n).collect()
+        self.children.iter().map(|c| &*c.name).collect()
+    }
+
+    /// The processes' ids, in the order given.
+    ///
+    /// ```
+    /// let h = cspnet_threads::spawn([cspnet_threads::process(|| Ok(cspnet_threads::current_process_id()))]);
+    /// let ids = h.ids();
+    /// assert_eq!(h.join().unwrap(), vec![Ok(ids[0])]);
+    /// ```
+    pub fn ids(&self) -> Vec<ProcessId> {
+        self.children.iter().map(|c| c.id).collect()
+    }
+
+    /// The OS process ids, in the order given: `Some` on the processes backend for a process that
+    /// started, `None` for threads and coroutines (they have none of their own).
+    ///
+    /// ```
+    /// let h = cspnet_threads::spawn([cspnet_threads::process(|| Ok(()))]);
+    /// assert_eq!(h.pids(), vec![None]);
+    /// # h.join().unwrap();
+    /// ```
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.children
+            .iter()
+            .map(|c| match &c.running {
+                Ok(Some(r)) => B::pid(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Kills the process at `index` (in the order given). Only OS processes can be killed from
+    /// outside; on threads and coroutines this is [`KillError::Unsupported`]. A killed process
+    /// is reported as crashed, and its channel ends are poisoned as a crash's are.
+    ///
+    /// ```
+    /// let h = cspnet_threads::spawn([cspnet_threads::process(|| Ok(()))]);
+    /// assert!(h.kill(0).is_err()); // a thread cannot be killed
+    /// # h.join().unwrap();
+    /// ```
+    pub fn kill(&self, index: usize) -> Result<(), KillError> {
+        match self.children.get(index).map(|c| &c.running) {
+            Some(Ok(Some(r))) => B::kill(r),
+            _ => Err(KillError::NoSuchProcess(format!("index {index}"))),
+        }
     }
 
     fn finish(&mut self) -> impl Iterator<Item = (Arc<str>, Result<Outcome<T>, Cause>)> {
         B::flush();
-        let names = std::mem::take(&mut self.names);
-        let outcomes = B::join_all(std::mem::take(&mut self.running));
-        names.into_iter().zip(outcomes)
+        std::mem::take(&mut self.children)
+            .into_iter()
+            .map(Child::finish)
     }
 }
 
 impl<B: Carries<T>, T> Drop for Spawned<B, T> {
     fn drop(&mut self) {
-        if self.running.is_empty() {
+        if self.children.is_empty() {
             return;
         }
         let failures: Vec<Failure> = self
@@ -191,15 +361,25 @@ impl<B: Carries<T>, T> fmt::Debug for Spawned<B, T> {
     }
 }
 
-/// Starts one process with a fresh id; an unnamed process is called `process-<id>`.
-fn start_one<B: Carries<T>, T>(p: Process<B, T>) -> (Arc<str>, Result<B::Running, Cause>) {
+/// Starts one process with a fresh id (an unnamed process is called `process-<id>`) and the
+/// report `report` makes for that id and name; an `isolated` one retires its ends if it crashes
+/// instead of poisoning them.
+pub(crate) fn start_one<B: Carries<T>, T>(
+    p: Process<B, T>,
+    isolated: bool,
+    report: impl FnOnce(ProcessId, Arc<str>) -> Report<T>,
+) -> (ProcessId, Arc<str>, Result<B::Running, Cause>) {
     let id = B::next_id();
     let name: Arc<str> = match p.name {
         Some(n) => n.into(),
         None => format!("process-{}", id.as_u64()).into(),
     };
-    let started = B::start(ProcessContext::new(id, Arc::clone(&name)), p.start);
-    (name, started)
+    let mut ctx = ProcessContext::new(id, Arc::clone(&name));
+    if isolated {
+        ctx = ctx.isolated();
+    }
+    let started = B::start(ctx, p.start, report(id, Arc::clone(&name)));
+    (id, name, started)
 }
 
 /// Runs the processes concurrently and waits for all of them. Returns their outcomes in the order
@@ -214,6 +394,7 @@ fn start_one<B: Carries<T>, T>(p: Process<B, T>) -> (Arc<str>, Result<B::Running
 pub fn parallel<B, T, I>(procs: I) -> Result<Vec<Outcome<T>>, ProcessError>
 where
     B: Carries<T>,
+    T: Send + 'static,
     I: IntoIterator<Item = Process<B, T>>,
 {
     Spawned::start(procs).join()
@@ -235,6 +416,7 @@ where
 pub fn sequence<B, T, I>(procs: I) -> Result<Vec<Outcome<T>>, ProcessError>
 where
     B: Carries<T>,
+    T: Send + 'static,
     I: IntoIterator<Item = Process<B, T>>,
 {
     let mut outcomes = Vec::new();
@@ -264,6 +446,7 @@ where
 pub fn spawn<B, T, I>(procs: I) -> Spawned<B, T>
 where
     B: Carries<T>,
+    T: Send + 'static,
     I: IntoIterator<Item = Process<B, T>>,
 {
     Spawned::start(procs)

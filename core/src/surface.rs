@@ -14,7 +14,10 @@
 #[macro_export]
 macro_rules! backend_surface {
     ($engine:ident, $krate:ident) => {
-        pub use $crate::{Backend, Carries, ChannelError, Outcome, ProcessError, ProcessId};
+        pub use $crate::{
+            Backend, BufferError, Carries, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd,
+            KillError, Outcome, ProcessError, ProcessId,
+        };
 
         #[doc = concat!("This backend's engine, under the name every backend uses: generic code \
             instantiated for this backend names it `", stringify!($krate), "::Engine`.")]
@@ -122,6 +125,15 @@ macro_rules! backend_surface {
         /// ```
         pub type Spawned<T> = $crate::Spawned<$engine, T>;
 
+        #[doc = concat!("Starts processes isolated from each other's crashes and reports each one's exit; see [`cspnet_core::Supervisor`].")]
+        ///
+        /// ```
+        #[doc = concat!("let mut sup: ", stringify!($krate), "::Supervisor<u32> = ", stringify!($krate), "::Supervisor::new();")]
+        #[doc = concat!("sup.start(", stringify!($krate), "::process(|| Ok(8))).unwrap();")]
+        /// assert_eq!(sup.next_exit().unwrap().outcome, Ok(Ok(8)));
+        /// ```
+        pub type Supervisor<T> = $crate::Supervisor<$engine, T>;
+
         /// Makes a CSP process from a closure; see [`cspnet_core::process`].
         ///
         /// ```
@@ -146,6 +158,7 @@ macro_rules! backend_surface {
         pub fn parallel<T, I>(procs: I) -> Result<Vec<$crate::Outcome<T>>, $crate::ProcessError>
         where
             $engine: $crate::Carries<T>,
+            T: Send + 'static,
             I: IntoIterator<Item = Process<T>>,
         {
             $crate::parallel(procs)
@@ -161,6 +174,7 @@ macro_rules! backend_surface {
         pub fn sequence<T, I>(procs: I) -> Result<Vec<$crate::Outcome<T>>, $crate::ProcessError>
         where
             $engine: $crate::Carries<T>,
+            T: Send + 'static,
             I: IntoIterator<Item = Process<T>>,
         {
             $crate::sequence(procs)
@@ -179,6 +193,7 @@ macro_rules! backend_surface {
         pub fn spawn<T, I>(procs: I) -> Spawned<T>
         where
             $engine: $crate::Carries<T>,
+            T: Send + 'static,
             I: IntoIterator<Item = Process<T>>,
         {
             $crate::spawn(procs)

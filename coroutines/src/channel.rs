@@ -473,6 +473,12 @@ impl<T: Send> LeavingEnd for Departure<T> {
     fn leave(self: Box<Self>, how: Leave) {
         self.chan.control.leave(self.role, how);
     }
+    fn held(&self) -> Option<cspnet_core::HeldEnd> {
+        Some(cspnet_core::HeldEnd::new(
+            self.chan.control.name(),
+            self.role,
+        ))
+    }
 }
 
 impl<T> Drop for Departure<T> {

@@ -63,35 +63,17 @@ impl Settings {
 
     fn from_env() -> Settings {
         Settings {
-            workers: env_size("CSPNET_WORKERS", 1).unwrap_or_else(|| may::config().get_workers()),
-            stack_size: env_size("CSPNET_STACK_SIZE", MIN_STACK_SIZE).unwrap_or(DEFAULT_STACK_SIZE),
-            io_threads: env_size("CSPNET_IO_THREADS", 1).unwrap_or(DEFAULT_IO_THREADS),
+            workers: env_size("CSPNET_WORKERS", 1, may::config().get_workers()),
+            stack_size: env_size("CSPNET_STACK_SIZE", MIN_STACK_SIZE, DEFAULT_STACK_SIZE),
+            io_threads: env_size("CSPNET_IO_THREADS", 1, DEFAULT_IO_THREADS),
         }
     }
 }
 
-/// Reads a size from the environment: a number with an optional `k`/`m` suffix (KiB, MiB).
-fn env_size(var: &str, min: usize) -> Option<usize> {
-    let raw = std::env::var(var).ok()?;
-    match parse_size(&raw).filter(|&n| n >= min) {
-        Some(n) => Some(n),
-        None => {
-            eprintln!(
-                "cspnet-coroutines: ignoring {var}={raw:?}: expected a number >= {min} (k/m suffixes allowed)"
-            );
-            None
-        }
-    }
-}
-
-fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let (digits, unit) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1024),
-        (i, 'm' | 'M') => (&s[..i], 1024 * 1024),
-        _ => (s, 1),
-    };
-    digits.trim().parse::<usize>().ok()?.checked_mul(unit)
+/// Reads a size from the environment (core's rule: a number with an optional `k`/`m`/`g`
+/// suffix; anything else, or less than `min`, is ignored with a warning naming what is used).
+fn env_size(var: &str, min: usize, default: usize) -> usize {
+    cspnet_core::env_size("cspnet-coroutines", var, min, default)
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -243,17 +225,3 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("64k"), Some(65536));
-        assert_eq!(parse_size("2M"), Some(2 << 20));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_size(""), None);
-    }
-}

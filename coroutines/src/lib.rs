@@ -154,7 +154,7 @@ pub use config::{
     Config, ConfigError, DEFAULT_IO_THREADS, DEFAULT_STACK_SIZE, Settings, configure, settings,
 };
 
-use cspnet_core::{Cause, Deadline, Leave, ProcessContext, Role};
+use cspnet_core::{Deadline, Leave, ProcessContext, Report, Role};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -267,11 +267,18 @@ impl<T: Send + 'static> Carries<T> for Coroutines {
     {
         Box::new(body)
     }
-    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
-        process::start(ctx, start)
+    fn start(
+        ctx: ProcessContext,
+        start: Self::Start,
+        report: Report<T>,
+    ) -> Result<Self::Running, Cause> {
+        process::start(ctx, start, report)
     }
-    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
-        process::join_all(running)
+    fn finished(running: &Self::Running) -> bool {
+        process::finished(running)
+    }
+    fn reap(running: Self::Running) {
+        process::reap(running);
     }
     fn discard(starts: Vec<Self::Start>) {
         cspnet_core::discard_unstarted::<CoSlot, _>(starts);

@@ -1,14 +1,21 @@
 //! The coroutines engine's processes: each CSP process is a may coroutine, joined in order.
 
 use crate::CoSlot;
-use cspnet_core::{Cause, MappingBudget, Outcome, ProcessContext, discard_unstarted, run_body};
+use cspnet_core::{
+    Cause, Ending, MappingBudget, Outcome, ProcessContext, Report, discard_unstarted, run_body,
+};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
 
 /// A process body, ready to run as a coroutine.
 pub(crate) type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
 
-/// A running process coroutine, with the report it will give.
-pub(crate) type Running<T> = may::coroutine::JoinHandle<Result<Outcome<T>, Cause>>;
+/// A running process coroutine, and its report until the coroutine makes it (a coroutine stopped
+/// by a stack overflow never does, so reaping makes it instead).
+pub struct Running<T> {
+    handle: may::coroutine::JoinHandle<()>,
+    report: Arc<Mutex<Option<Report<T>>>>,
+}
 
 /// Process coroutines alive now, counted against the kernel's mapping limit: past it may's spawn
 /// panics when mmap fails, and so does every later allocation that needs a new mapping. A
@@ -19,7 +26,10 @@ static BUDGET: MappingBudget = MappingBudget::new(2, "processes", "");
 pub(crate) fn start<T: Send + 'static>(
     ctx: ProcessContext,
     body: Body<T>,
+    report: Report<T>,
 ) -> Result<Running<T>, Cause> {
+    let report = Arc::new(Mutex::new(Some(report)));
+    let in_coroutine = Arc::clone(&report);
     // Applies the settings before the first coroutine starts may's scheduler.
     let stack = crate::config::settings().stack_size();
     let place = match BUDGET.reserve() {
@@ -45,20 +55,22 @@ pub(crate) fn start<T: Send + 'static>(
             may::coroutine::Builder::new()
                 .stack_size(stack / std::mem::size_of::<usize>())
                 .spawn(move || {
-                    let result = run_body::<CoSlot, T>(ctx, body);
+                    let ending = run_body::<CoSlot, T>(ctx, body);
                     drop(place);
+                    if let Some(report) = take(&in_coroutine) {
+                        report(ending);
+                    }
                     // A parked coroutine that is unparked just as it parks is resumed by may
                     // from inside the park's own bookkeeping (`Park::subscribe`). Were it to
                     // finish there, may would free its park while that bookkeeping still runs
                     // and spin forever (`Park::drop` waits for `wait_kernel`). Yielding once
                     // more makes the coroutine always finish from the run queue instead.
                     may::coroutine::yield_now();
-                    result
                 })
         }
     }));
     match started {
-        Ok(Ok(handle)) => Ok(handle),
+        Ok(Ok(handle)) => Ok(Running { handle, report }),
         Ok(Err(e)) => Err(Cause::CouldNotStart(format!(
             "may refused a coroutine: {e}"
         ))),
@@ -70,27 +82,29 @@ pub(crate) fn start<T: Send + 'static>(
     }
 }
 
-/// The engine's `Carries::join_all`: parks the calling coroutine (or blocks the calling thread)
-/// until each process has ended, in order.
-pub(crate) fn join_all<T>(
-    running: Vec<Result<Running<T>, Cause>>,
-) -> Vec<Result<Outcome<T>, Cause>> {
-    running
-        .into_iter()
-        .map(|started| {
-            started.and_then(|handle| {
-                // run_body catches every panic of the body, so a coroutine that ends without a
-                // result was stopped by may itself: its stack overflowed into the guard page.
-                handle.join().unwrap_or_else(|_| {
-                    Err(Cause::Crashed(format!(
-                        "overflowed its coroutine stack of {} bytes; raise CSPNET_STACK_SIZE or \
-                         configure().stack_size(..) (the channel ends it held were not released)",
-                        crate::config::settings().stack_size()
-                    )))
-                })
-            })
-        })
-        .collect()
+fn take<T>(report: &Mutex<Option<Report<T>>>) -> Option<Report<T>> {
+    report.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// The engine's `Carries::finished`.
+pub(crate) fn finished<T>(running: &Running<T>) -> bool {
+    running.handle.is_done()
+}
+
+/// The engine's `Carries::reap`: parks the calling coroutine (or blocks the calling thread) until
+/// the process has ended.
+pub(crate) fn reap<T>(running: Running<T>) {
+    // run_body catches every panic of the body, so a coroutine that ends without reporting was
+    // stopped by may itself: its stack overflowed into the guard page.
+    if running.handle.join().is_err()
+        && let Some(report) = take(&running.report)
+    {
+        report(Ending::new(Err(Cause::Crashed(format!(
+            "overflowed its coroutine stack of {} bytes; raise CSPNET_STACK_SIZE or \
+             configure().stack_size(..) (the channel ends it held were not released)",
+            crate::config::settings().stack_size()
+        )))));
+    }
 }
 
 #[cfg(test)]

@@ -55,12 +55,15 @@ enum Offer {
     /// A `Vec<u8>` moved out of its slot: its bytes are its encoding. It goes back into the slot
     /// unless delivered, so the slot is emptied only by a delivery.
     Moved(Vec<u8>),
+    /// The value's `Serialize` failed: the select fails with this before any guard is tried.
+    Failed(ChannelError),
 }
 
 impl Offer {
     fn bytes(&self) -> &[u8] {
         match self {
             Offer::Encoded(b) | Offer::Moved(b) => b,
+            Offer::Failed(_) => &[],
         }
     }
 }
@@ -132,17 +135,24 @@ where
     }
 }
 
-/// An output guard: its value is encoded now, so a value serde cannot encode panics here, naming
-/// its type, as a write does.
+/// An output guard: its value is encoded now. A value serde cannot encode stays in its slot and
+/// makes the select fail with [`ChannelError::Unencodable`], as a write does.
 pub(crate) fn output<'a, T>(chan: u64, slot: &'a mut Option<T>) -> Guard<'a>
 where
     T: Serialize + DeserializeOwned + 'static,
 {
     const OFFERS: &str = "an output guard offers a value";
     let offer = if codec::is_bytes::<T>() {
-        Offer::Moved(codec::encode(slot.take().expect(OFFERS)).into_bytes())
+        // A `Vec<u8>` is its own encoding: this cannot fail.
+        match codec::encode(slot.take().expect(OFFERS)) {
+            Ok(encoded) => Offer::Moved(encoded.into_bytes()),
+            Err(e) => Offer::Failed(e),
+        }
     } else {
-        Offer::Encoded(codec::encode_ref(slot.as_ref().expect(OFFERS)))
+        match codec::encode_ref(slot.as_ref().expect(OFFERS)) {
+            Ok(bytes) => Offer::Encoded(bytes),
+            Err(e) => Offer::Failed(e),
+        }
     };
     Guard {
         chan,
@@ -157,6 +167,14 @@ pub(crate) fn select(
     order: &[usize],
     deadline: Deadline,
 ) -> Result<Option<usize>, ChannelError> {
+    // Before anything is offered: a value that cannot be encoded fails the whole select, with
+    // nothing sent and no channel touched.
+    if let Some(e) = guards.iter().find_map(|g| match g.offer {
+        Some(Offer::Failed(e)) => Some(e),
+        _ => None,
+    }) {
+        return Err(e);
+    }
     let fired = {
         let specs: Vec<Spec<'_>> = guards.iter().map(Guard::spec).collect();
         run(&specs, order, deadline)?

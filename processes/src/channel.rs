@@ -24,11 +24,13 @@
 use crate::ThreadSlot;
 use crate::codec;
 use crate::engine::{self, Fired, Spec, Want, run};
+use crate::ledger;
 use crate::shm::{self, segment};
 use cspnet_core::{ChannelError, ChannelState, Deadline, Leave, LeavingEnd, Role, end_dropped};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 thread_local! {
@@ -36,13 +38,21 @@ thread_local! {
     static CENSUS: RefCell<Option<Vec<(u64, Role)>>> = const { RefCell::new(None) };
     /// While `Some`, serialized handles are recorded here (the ends an `exec` child receives).
     static SERIALIZED: RefCell<Option<Vec<(u64, Role)>>> = const { RefCell::new(None) };
+    /// The names of the channels counted by the census in progress.
+    static NAMES: RefCell<HashMap<u64, Arc<str>>> = RefCell::new(HashMap::new());
 }
 
 /// Drops `value` in census mode and returns the handles it held.
 pub(crate) fn census_drop<V>(value: V) -> Vec<(u64, Role)> {
     CENSUS.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    NAMES.with(|n| n.borrow_mut().clear());
     drop(value);
     CENSUS.with(|c| c.borrow_mut().take()).unwrap_or_default()
+}
+
+/// The names of the channels the last [`census_drop`] on this thread counted (for crash reports).
+pub(crate) fn census_names() -> HashMap<u64, Arc<str>> {
+    NAMES.with(|n| std::mem::take(&mut *n.borrow_mut()))
 }
 
 /// Serializes with `f` and returns the handles that were serialized (each joined on the way).
@@ -70,12 +80,26 @@ fn counted_in_census(chan: u64, role: Role) -> bool {
     })
 }
 
+/// Joins for this process (counted in its ledger, if its parent gave it one).
 fn join(chan: u64, role: Role) {
+    join_for_another(chan, role);
+    ledger::note(chan, role, 1);
+}
+
+/// Joins on behalf of another process (the receiver of a serialized handle, which counts it).
+fn join_for_another(chan: u64, role: Role) {
     let mut l = engine::lock(&[chan]);
     engine::join(&mut l, chan, role);
 }
 
+/// Leaves for this process.
 fn leave(chan: u64, role: Role, how: Leave) {
+    leave_for_another(chan, role, how);
+    ledger::note(chan, role, -1);
+}
+
+/// Leaves on behalf of another process (a dead child's ends).
+fn leave_for_another(chan: u64, role: Role, how: Leave) {
     let mut l = engine::lock(&[chan]);
     engine::leave(&mut l, chan, role, how);
 }
@@ -93,10 +117,11 @@ pub(crate) fn poison_held(held: &[(u64, Role)]) {
     }
 }
 
-/// Makes the handles in `held` leave with `how` (ends recorded for a process that never started).
+/// Makes the handles in `held` leave with `how`, on behalf of a process that never started or is
+/// gone (so they are not counted in this process's own ledger).
 pub(crate) fn leave_held(held: Vec<(u64, Role)>, how: Leave) {
     for (c, role) in held {
-        leave(c, role, how);
+        leave_for_another(c, role, how);
     }
 }
 
@@ -104,11 +129,15 @@ pub(crate) fn leave_held(held: Vec<(u64, Role)>, how: Leave) {
 struct Departure {
     chan: u64,
     role: Role,
+    name: Option<Arc<str>>,
 }
 
 impl LeavingEnd for Departure {
     fn leave(self: Box<Self>, how: Leave) {
         leave(self.chan, self.role, how);
+    }
+    fn held(&self) -> Option<cspnet_core::HeldEnd> {
+        Some(cspnet_core::HeldEnd::new(self.name.as_deref(), self.role))
     }
 }
 
@@ -125,14 +154,15 @@ impl Chan {
     ///
     /// # Panics
     ///
-    /// When the buffer does not fit in the segment.
+    /// When the record and the first piece of its buffer (at most 16 slots) do not fit in the
+    /// segment's heap at all: a segment far below the minimum size.
     pub(crate) fn new(name: Option<&str>, capacity: usize) -> Chan {
         let mut l = engine::lock(&[]);
         let off = match engine::new_channel(&mut l, capacity) {
             Ok(c) => c,
             Err(e) => panic!(
-                "cspnet-processes: a channel buffer of {capacity} values does not fit in the \
-                 shared segment ({e}); raise CSPNET_SHM_SIZE"
+                "cspnet-processes: a channel record does not fit in the shared segment ({e}); \
+                 raise CSPNET_SHM_SIZE"
             ),
         };
         Chan {
@@ -169,6 +199,9 @@ impl Chan {
     /// until the process's next operation or its end.
     pub(crate) fn dropped(&self, role: Role) {
         if counted_in_census(self.off, role) {
+            if let Some(name) = &self.name {
+                NAMES.with(|n| n.borrow_mut().insert(self.off, Arc::clone(name)));
+            }
             return;
         }
         match role {
@@ -176,6 +209,7 @@ impl Chan {
             _ => end_dropped::<ThreadSlot>(Box::new(Departure {
                 chan: self.off,
                 role,
+                name: self.name.clone(),
             })),
         }
     }
@@ -210,10 +244,11 @@ impl Chan {
         }
     }
 
-    /// A write: an operation with one output guard.
+    /// A write: an operation with one output guard. A value that cannot be encoded is an error
+    /// before anything is offered, so the channel is left as it was.
     #[inline]
     pub(crate) fn write<T: Serialize + 'static>(&self, value: T) -> Result<(), ChannelError> {
-        let encoded = codec::encode(value);
+        let encoded = codec::encode(value)?;
         let spec = Spec {
             chan: self.off,
             want: Want::Write(encoded.bytes()),
@@ -249,7 +284,7 @@ pub(crate) fn serialize_handle<S: Serializer>(
     role: Role,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    chan.join(role);
+    join_for_another(chan.off, role);
     SERIALIZED.with(|c| {
         if let Some(list) = c.borrow_mut().as_mut() {
             list.push((chan.off, role));
@@ -281,6 +316,8 @@ pub(crate) fn deserialize_handle<'de, D: Deserializer<'de>>(
             "a channel handle outside the segment",
         ));
     }
+    // The membership joined by the sender is ours now.
+    ledger::note(w.chan, w.role, 1);
     Ok(Chan {
         off: w.chan,
         name: w.name.map(Arc::from),

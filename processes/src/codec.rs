@@ -1,5 +1,6 @@
 //! Payload encoding: bincode 2 over serde, with `Vec<u8>` copied straight rather than byte by byte.
 
+use cspnet_core::{ChannelError, ErrorText};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
@@ -28,32 +29,24 @@ pub(crate) fn is_bytes<T: 'static>() -> bool {
 
 /// Encodes `value`. A `Vec<u8>` is taken as it is (its bytes are the encoding).
 ///
-/// # Panics
-///
-/// If serde cannot encode the value with bincode (for example a serializer asks for a sequence of
-/// unknown length): that is a property of the type, so it is reported like any other bug in a
-/// process body, as a panic naming the type.
-pub(crate) fn encode<T: Serialize + 'static>(value: T) -> Encoded {
+/// A value whose `Serialize` fails (its own error, or a serializer asking for a sequence of
+/// unknown length) is [`ChannelError::Unencodable`]: the writer gets it back as an error value
+/// and nothing is sent, rather than a panic that would poison the writer's channels.
+pub(crate) fn encode<T: Serialize + 'static>(value: T) -> Result<Encoded, ChannelError> {
     if is_bytes::<T>() {
         let boxed: Box<dyn Any> = Box::new(value);
-        return Encoded(*boxed.downcast::<Vec<u8>>().expect("checked by TypeId"));
+        return Ok(Encoded(
+            *boxed.downcast::<Vec<u8>>().expect("checked by TypeId"),
+        ));
     }
-    Encoded(encode_ref(&value))
+    encode_ref(&value).map(Encoded)
 }
 
 /// Encodes a value left where it is (an output guard's, which stays in its slot until delivered).
-///
-/// # Panics
-///
-/// As [`encode`].
-pub(crate) fn encode_ref<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    match bincode::serde::encode_to_vec(value, config()) {
-        Ok(v) => v,
-        Err(e) => panic!(
-            "cspnet-processes: cannot encode a {} payload: {e}",
-            std::any::type_name::<T>()
-        ),
-    }
+/// Fails as [`encode`] does.
+pub(crate) fn encode_ref<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ChannelError> {
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| ChannelError::Unencodable(ErrorText::new(&e.to_string())))
 }
 
 /// Encodes any serializable value (results, arguments) with bincode.
@@ -103,7 +96,7 @@ mod tests {
     #[test]
     fn bytes_round_trip_without_encoding() {
         let v: Vec<u8> = (0..=255).collect();
-        let e = encode(v.clone());
+        let e = encode(v.clone()).unwrap();
         assert_eq!(e.bytes(), &v[..]);
         assert_eq!(decode::<Vec<u8>>(e.bytes()), v);
     }
@@ -111,7 +104,27 @@ mod tests {
     #[test]
     fn other_types_round_trip() {
         let v = (7u32, String::from("x"), vec![1u64, 2]);
-        let e = encode(v.clone());
+        let e = encode(v.clone()).unwrap();
         assert_eq!(decode::<(u32, String, Vec<u64>)>(e.bytes()), v);
+    }
+
+    /// A `Serialize` that fails, as a type with a custom impl can.
+    struct Refuses;
+
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refuses to be encoded"))
+        }
+    }
+
+    #[test]
+    fn a_failing_serialize_is_an_error_naming_serdes_message() {
+        match encode(Refuses) {
+            Err(ChannelError::Unencodable(text)) => {
+                assert!(text.as_str().contains("refuses to be encoded"), "{text}");
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a failing Serialize was encoded"),
+        }
     }
 }

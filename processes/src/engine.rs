@@ -186,10 +186,48 @@ fn alert_list(l: &mut Locked, list: u64) {
 // ---------------------------------------------------------------------------------------------
 // Channel records: the buffer, poison and retirement, creation and release, recovery.
 
+/// How many slots a buffer's ring starts with (fewer if the buffer is smaller).
+const FIRST_RING: u64 = 16;
+
 fn buf_slot(l: &Locked, c: u64, i: u64) -> &SlotCell {
     let ch = l.chan(c);
-    let at = ch.buf.get() + ((ch.buf_head.get() + i) % ch.capacity.get()) * SLOT_SIZE as u64;
+    let at = ch.buf.get() + ((ch.buf_head.get() + i) % ch.buf_cap.get()) * SLOT_SIZE as u64;
     l.slot(at)
+}
+
+/// Doubles channel `c`'s ring (up to its capacity), moving the buffered slots to the front of the
+/// new one; `false` when the heap has no room for it now (the buffer then counts as full: the
+/// writer waits for a reader). Sizes are checked: a ring's bytes never wrap.
+fn buf_grow(l: &mut Locked, c: u64) -> bool {
+    let ch = l.chan(c);
+    let (old, old_cap, capacity) = (ch.buf.get(), ch.buf_cap.get(), ch.capacity.get());
+    let new_cap = old_cap.saturating_mul(2).clamp(1, capacity);
+    let Some(bytes) = new_cap
+        .checked_mul(SLOT_SIZE as u64)
+        .and_then(|b| usize::try_from(b).ok())
+    else {
+        return false;
+    };
+    let Ok(Some(new)) = l.alloc(bytes) else {
+        return false;
+    };
+    let len = l.chan(c).buf_len.get();
+    for i in 0..len {
+        let s = buf_slot(l, c, i).get();
+        l.slot(new + i * SLOT_SIZE as u64).set(s);
+    }
+    // The ring reads as empty while it changes: a process killed half-way leaves a ring that
+    // recovery drains as empty (leaking the values, not freeing slots it misreads).
+    let ch = l.chan(c);
+    ch.buf_len.set(0);
+    ch.buf.set(new);
+    ch.buf_cap.set(new_cap);
+    ch.buf_head.set(0);
+    ch.buf_len.set(len);
+    if old != NIL {
+        free(l, old);
+    }
+    true
 }
 
 fn buf_pop(l: &Locked, c: u64) -> Option<Slot> {
@@ -199,7 +237,7 @@ fn buf_pop(l: &Locked, c: u64) -> Option<Slot> {
         return None;
     }
     let s = buf_slot(l, c, 0).get();
-    ch.buf_head.set((ch.buf_head.get() + 1) % ch.capacity.get());
+    ch.buf_head.set((ch.buf_head.get() + 1) % ch.buf_cap.get());
     ch.buf_len.set(len - 1);
     Some(s)
 }
@@ -263,14 +301,16 @@ pub(crate) fn wake_word(c: u64) {
     futex::wake(&rec.word_seq, i32::MAX);
 }
 
-/// Creates a channel record with no handles or ends counted yet (the caller joins at once) and room
-/// for `capacity` buffered values.
+/// Creates a channel record with no handles or ends counted yet (the caller joins at once) for up
+/// to `capacity` buffered values, with a ring for the first few.
 pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapError> {
     let c = l.alloc_wait(size_of::<ChanRec>())?;
-    let buf = if capacity == 0 {
+    // The ring starts small and grows as values are buffered (`buf_grow`).
+    let ring = (capacity as u64).min(FIRST_RING);
+    let buf = if ring == 0 {
         NIL
     } else {
-        match l.alloc_wait(capacity.saturating_mul(SLOT_SIZE)) {
+        match l.alloc_wait(ring as usize * SLOT_SIZE) {
             Ok(b) => b,
             Err(e) => {
                 free(l, c);
@@ -285,6 +325,7 @@ pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapEr
     set_members(l, c, Membership::default());
     ch.capacity.set(capacity as u64);
     ch.buf.set(buf);
+    ch.buf_cap.set(ring);
     ch.buf_head.set(0);
     ch.buf_len.set(0);
     for q in [&ch.readq, &ch.writeq] {
@@ -680,7 +721,8 @@ fn try_write(l: &mut Locked, c: u64, slot: Slot, me: Option<u64>) -> bool {
         return true;
     }
     let ch = l.chan(c);
-    if ch.buf_len.get() < ch.capacity.get() {
+    let (len, ring, capacity) = (ch.buf_len.get(), ch.buf_cap.get(), ch.capacity.get());
+    if len < capacity && (len < ring || buf_grow(l, c)) {
         buf_push(l, c, slot);
         return true;
     }

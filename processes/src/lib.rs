@@ -31,7 +31,8 @@
 //!   process holding it exits, even after `SIGKILL`; nothing appears in `/dev/shm`), mapped
 //!   `MAP_SHARED` on first use, before any fork. It is sparse: the default 256 MiB costs only the
 //!   pages actually touched. Set the size with `CSPNET_SHM_SIZE` (bytes, or with a `k`/`m`/`g`
-//!   suffix) or [`set_segment_size`] before the first channel. Its layout is in the crate's
+//!   suffix, at least `8k`; anything else is ignored with a warning on stderr naming the default
+//!   used instead) or [`set_segment_size`] before the first channel. Its layout is in the crate's
 //!   `README.md`.
 //! - **Channels** are records in that segment. Reads, writes and alternations take one robust,
 //!   process-shared mutex for a few hundred nanoseconds and sleep on a futex of their own, so a hop
@@ -74,7 +75,10 @@
 //! libraries holding locks, a simulator that must start fresh). Register the functions a child may
 //! run and call [`Registry::init`] first thing in `main`; `exec("name", args)` gives a [`Process`]
 //! whose arguments (channel ends among them) are serde-encoded, and whose command-line arguments,
-//! environment and directory you can set with [`ExecOptions`]:
+//! environment, directory, stdout, stderr and start timeout you can set with [`ExecOptions`]. The
+//! child is the running binary (`/proc/self/exe`, even after a rebuild replaced its file), the
+//! types `exec::<A, R>` names are checked against the registered function's, and nothing the child
+//! starts in turn inherits the shared segment or cspnet's variables:
 //!
 //! ```no_run
 //! use cspnet_processes::{Channel, ExecOptions, Outcome, Reader, Registry, exec, parallel, process};
@@ -111,10 +115,32 @@
 //! thread prints, `std::env` while another thread changes the environment, a library's global
 //! mutex. In a program with such threads, start processes with [`exec`] instead.
 //!
-//! A payload that serde cannot encode is a compile error, not a surprise at run time:
+//! A payload type that is not `Serialize + DeserializeOwned + Send` is a compile error:
 //!
 //! ```compile_fail
 //! let ch = cspnet_processes::Channel::<std::rc::Rc<u32>>::new();
+//! ```
+//!
+//! A value whose `Serialize` fails at run time (a hand-written impl returning an error, a map
+//! serde cannot size) is [`ChannelError::Unencodable`] from `write`, and from an alternation that
+//! offers it, before any guard commits: the value is not sent, the writer does not panic, and
+//! the channel works on (the other backends move values and never encode them).
+//!
+//! ```
+//! use cspnet_processes::{Channel, ChannelError};
+//!
+//! struct Refuses;
+//! impl serde::Serialize for Refuses {
+//!     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+//!         Err(serde::ser::Error::custom("not today"))
+//!     }
+//! }
+//! # impl<'de> serde::Deserialize<'de> for Refuses {
+//! #     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> { Ok(Refuses) }
+//! # }
+//! let ch = Channel::<Refuses>::with_buffer(1);
+//! let (w, _r) = (ch.writer(), ch.reader());
+//! assert!(matches!(w.write(Refuses), Err(ChannelError::Unencodable(_))));
 //! ```
 //!
 //! | | threads | processes |
@@ -143,6 +169,8 @@ mod futex;
 #[cfg(target_os = "linux")]
 pub mod heap;
 #[cfg(target_os = "linux")]
+mod ledger;
+#[cfg(target_os = "linux")]
 mod process;
 #[cfg(target_os = "linux")]
 mod shm;
@@ -153,13 +181,13 @@ mod shm;
 pub(crate) static SEGMENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(target_os = "linux")]
-pub use exec::{ExecOptions, Registry, exec};
+pub use exec::{ExecFn, ExecOptions, Registry, exec};
 
 /// A forked child runs on the thread that forked it, so the process context lives in a thread-local.
 #[cfg(target_os = "linux")]
 use cspnet_core::ThreadSlot;
 #[cfg(target_os = "linux")]
-use cspnet_core::{Cause, Deadline, Leave, Mobile, ProcessContext, Role};
+use cspnet_core::{Deadline, Leave, Mobile, ProcessContext, Report, Role};
 #[cfg(target_os = "linux")]
 use serde::de::DeserializeOwned;
 #[cfg(target_os = "linux")]
@@ -272,11 +300,24 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes 
     {
         process::Start(process::Kind::Closure(Box::new(body)))
     }
-    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
-        process::start(ctx, start)
+    fn start(
+        ctx: ProcessContext,
+        start: Self::Start,
+        report: Report<T>,
+    ) -> Result<Self::Running, Cause> {
+        process::start(ctx, start, report)
     }
-    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
-        process::join_all(running)
+    fn finished(running: &Self::Running) -> bool {
+        running.finished()
+    }
+    fn reap(running: Self::Running) {
+        running.reap();
+    }
+    fn pid(running: &Self::Running) -> Option<u32> {
+        Some(running.pid())
+    }
+    fn kill(running: &Self::Running) -> Result<(), KillError> {
+        running.kill()
     }
     fn discard(starts: Vec<Self::Start>) {
         process::discard(starts);
@@ -305,8 +346,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Mobile<T> for Processes {
 }
 
 /// Sets the size in bytes of the shared-memory segment, before the first channel is made (it
-/// overrides `CSPNET_SHM_SIZE`; the default is 256 MiB, sparse). Returns `false` if the segment
-/// already exists, in which case nothing changes.
+/// overrides `CSPNET_SHM_SIZE`; the default is 256 MiB, sparse). A size below 8 KiB (the header
+/// and one page of heap) is raised to 8 KiB. Returns `false` if the segment already exists, in
+/// which case nothing changes.
 ///
 /// ```
 /// // Too late in a doctest that made no channel yet? No: this is the first use.

@@ -5,9 +5,9 @@
 //! forked or executed, reports and is reaped is in `children.rs`.
 
 use crate::ThreadSlot;
-use crate::children::{self, Body, Child, ExecSpec, exec_start, fork_start};
+use crate::children::{Body, Child, ExecSpec, Watched, exec_start, fork_start, watch};
 use crate::codec;
-use cspnet_core::{Cause, Outcome, ProcessContext, discard_unstarted};
+use cspnet_core::{Cause, Ending, Outcome, ProcessContext, Report, discard_unstarted};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -20,32 +20,35 @@ pub(crate) enum Kind<T> {
     Exec(ExecSpec),
 }
 
-/// A started child, until it is joined.
-pub(crate) type Running = Child;
+/// A started child, watched by a thread of this process until it is reaped.
+pub(crate) type Running = Watched;
 
-pub(crate) fn start<T: Serialize + 'static>(
+/// Starts the child and its watcher, which decodes the child's report as the body's outcome.
+pub(crate) fn start<T: Serialize + DeserializeOwned + Send + 'static>(
     ctx: ProcessContext,
     start: Start<T>,
+    report: Report<T>,
 ) -> Result<Running, Cause> {
-    match start.0 {
-        Kind::Closure(body) => fork_start::<T>(ctx, body),
-        Kind::Exec(spec) => exec_start(&ctx, spec),
-    }
-}
-
-/// Waits for every child and decodes each report as the body's outcome.
-pub(crate) fn join_all<T: DeserializeOwned>(
-    running: Vec<Result<Running, Cause>>,
-) -> Vec<Result<Outcome<T>, Cause>> {
-    children::join_all(running)
-        .into_iter()
-        .map(|report| {
-            report.and_then(|bytes| {
+    let on_crash = ctx.on_crash();
+    let child: Child = match start.0 {
+        Kind::Closure(body) => fork_start::<T>(ctx, body)?,
+        Kind::Exec(spec) => exec_start(&ctx, spec)?,
+    };
+    watch(
+        child,
+        on_crash,
+        Box::new(move |bytes, held, pid| {
+            let outcome = bytes.and_then(|bytes| {
                 codec::from_bytes::<Outcome<T>>(&bytes)
                     .map_err(|e| Cause::Crashed(format!("sent a result that does not decode: {e}")))
-            })
-        })
-        .collect()
+            });
+            report(Ending {
+                outcome,
+                held,
+                pid: Some(pid),
+            });
+        }),
+    )
 }
 
 /// Processes that will never start: a closure's captured ends poison their channels, and so do the

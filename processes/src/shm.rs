@@ -47,8 +47,11 @@ const TOUCH_ALL: u32 = u32::MAX;
 /// Tries before sleeping on a held segment lock.
 const SPINS: usize = 100;
 
-/// Environment variable: segment size in bytes (suffixes `k`, `m`, `g` accepted).
+/// Environment variable: segment size in bytes (suffixes `k`, `m`, `g` accepted). A value that
+/// does not parse or is below [`MIN_SIZE`] is ignored with a warning: the default is used.
 pub(crate) const ENV_SIZE: &str = "CSPNET_SHM_SIZE";
+/// The smallest segment: the header and one page of heap.
+pub(crate) const MIN_SIZE: usize = HEADER + 4096;
 /// Environment variable: the inherited memfd of a re-executed child.
 pub(crate) const ENV_FD: &str = "CSPNET_SHM_FD";
 
@@ -110,6 +113,27 @@ const _: () = assert!(
 );
 // SAFETY: repr(C), Words, Word32s and a SlotCell.
 unsafe impl Record for Entry {}
+// SAFETY: repr(C), a Word and an array of LedgerEntry (two AtomicU64s each).
+unsafe impl Record for LedgerRec {}
+
+/// How many distinct channel ends one child's ledger can count.
+pub(crate) const LEDGER_ENTRIES: usize = 63;
+
+/// What one child OS process holds, for its parent to release if it dies (see `ledger.rs`).
+#[repr(C)]
+pub(crate) struct LedgerRec {
+    /// Set once an end did not fit: the parent then falls back to poisoning the census.
+    pub(crate) overflow: Word,
+    pub(crate) entries: [LedgerEntry; LEDGER_ENTRIES],
+}
+
+/// One channel end kind in a ledger: `key` names it (0: a free entry), `count` is how many the
+/// child holds (wrapping; it dips below zero while the parent has not yet added the census).
+#[repr(C)]
+pub(crate) struct LedgerEntry {
+    pub(crate) key: AtomicU64,
+    pub(crate) count: AtomicU64,
+}
 
 /// The segment header at offset 0. The fields before `next_id` are not atomics and are never
 /// reached through [`Segment::rec`] (it refuses offsets below [`RECORDS`]).
@@ -189,9 +213,12 @@ pub(crate) struct ChanRec {
     /// Reader and writer ends: a `cspnet_core::Membership`, field for field.
     pub(crate) readers: Word,
     pub(crate) writers: Word,
+    /// The most values the buffer holds.
     pub(crate) capacity: Word,
-    /// Ring of `capacity` [`SlotCell`]s.
+    /// Ring of `buf_cap` [`SlotCell`]s (`NIL` for a rendezvous): it starts small and doubles
+    /// when full, up to `capacity`, so a large buffer takes heap only as it fills.
     pub(crate) buf: Word,
+    pub(crate) buf_cap: Word,
     pub(crate) buf_head: Word,
     pub(crate) buf_len: Word,
     pub(crate) readq: List,
@@ -272,36 +299,33 @@ pub(crate) fn request_size(bytes: usize) -> bool {
     SEGMENT.get().is_none()
 }
 
-fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mul) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1usize << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (&s[..], 1),
-    };
-    num.trim().parse::<usize>().ok()?.checked_mul(mul)
-}
-
-/// The segment, created on first use (or attached, in a re-executed child).
+/// The segment, created on first use (a re-executed child has attached its parent's already, in
+/// [`attach_inherited`]).
 pub(crate) fn segment() -> &'static Segment {
     SEGMENT.get_or_init(|| {
-        if let Some(fd) = std::env::var(ENV_FD).ok().and_then(|s| s.parse().ok())
-            && let Some(seg) = Segment::attach(fd)
-        {
-            return seg;
-        }
         let requested = REQUESTED_SIZE.load(Ordering::Relaxed);
         let size = if requested > 0 {
             requested
         } else {
-            std::env::var(ENV_SIZE)
-                .ok()
-                .and_then(|s| parse_size(&s))
-                .unwrap_or(DEFAULT_SIZE)
+            cspnet_core::env_size("cspnet-processes", ENV_SIZE, MIN_SIZE, DEFAULT_SIZE)
         };
-        Segment::create(size.max(HEADER + 4096))
+        // Only `set_segment_size` can ask for less, and it documents the raise.
+        Segment::create(size.max(MIN_SIZE))
     })
+}
+
+/// In a re-executed child: maps the parent's segment from the inherited memfd `fd` (named by
+/// [`ENV_FD`], which the caller has already taken out of the environment), and marks `fd`
+/// close-on-exec again, so that programs this child starts do not inherit it. `false` if `fd`
+/// does not hold a segment or this process has one already.
+///
+/// Only the exec bootstrap calls this: a program that merely finds `CSPNET_SHM_FD` in its
+/// environment never joins a segment through it.
+pub(crate) fn attach_inherited(fd: RawFd) -> bool {
+    // SAFETY: fcntl(F_SETFD) on an fd number: it fails harmlessly (EBADF) if the number is not
+    // open; if it is, only its close-on-exec flag changes.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    SEGMENT.get().is_none() && Segment::attach(fd).is_some_and(|seg| SEGMENT.set(seg).is_ok())
 }
 
 /// The segment if this process has one already (no creation).

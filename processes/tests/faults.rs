@@ -47,7 +47,9 @@ fn victim_scenario(
     victim_body: fn() -> (),
 ) -> (Cause, Outcome<u32>, Result<(), ChannelError>, i32) {
     let go = Channel::<u32>::new();
-    let ready = Channel::<i32>::with_buffer(1);
+    // A rendezvous: the pid is read before the victim goes on to die (a buffered value would be
+    // thrown away by the poison its watcher applies the moment it dies).
+    let ready = Channel::<i32>::new();
     let x = Channel::<u32>::new();
     let y = Channel::<u32>::new();
     let report = Channel::<Outcome<u32>>::with_buffer(1);
@@ -232,16 +234,17 @@ fn a_full_heap_makes_writers_wait_and_loses_nothing() {
     assert_eq!(out, vec![Ok(0), Ok((0..N).sum())]);
 }
 
-/// A buffer whose slots overflow `usize` (`1 << 60` values of 16 bytes each) is refused with a
-/// clear message, and the shared heap stays intact: the unchecked multiplication once let 5,000
-/// writes "succeed" into a corrupted heap before a read aborted the program.
+/// A buffer whose slots would overflow `usize` (`1 << 60` values of 16 bytes each) is refused
+/// with a clear message, and the shared heap stays intact: the unchecked multiplication once let
+/// 5,000 writes "succeed" into a corrupted heap before a read aborted the program. The 5,000
+/// values below also make the ring grow several times (it starts at 16 slots).
 #[test]
 fn an_impossible_buffer_is_refused_and_the_heap_survives() {
     let refused = std::panic::catch_unwind(|| Channel::<u32>::with_buffer(1 << 60));
     let message =
         cspnet_core::panic_message(refused.expect_err("the buffer was accepted").as_ref());
     assert!(
-        message.contains("does not fit"),
+        message.contains("at most") && message.contains("MAX_BUFFER"),
         "unclear refusal: {message}"
     );
     let ch = Channel::<u32>::with_buffer(5000);
@@ -252,4 +255,87 @@ fn an_impossible_buffer_is_refused_and_the_heap_survives() {
     for i in 0..5000 {
         assert_eq!(r.read(), Ok(i));
     }
+}
+
+/// A payload whose `Serialize` fails, as a type with a hand-written impl can.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Refuses(u32);
+
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 refuses to be encoded"));
+        }
+        s.serialize_newtype_struct("Refuses", &self.0)
+    }
+}
+
+/// A value that cannot be encoded is an error from `write` and from an alternation offering it,
+/// before anything is sent: the writer does not panic, its peers are not poisoned, and the good
+/// values around it arrive, in order, in another OS process.
+#[test]
+fn an_unencodable_value_is_an_error_at_the_writer_and_loses_nothing() {
+    let c = Channel::<Refuses>::new();
+    let (r, w) = (c.reader(), c.writer());
+    let out = parallel([
+        process(move || {
+            w.write(Refuses(1))?;
+            let refused = w.write(Refuses(13));
+            let unencodable = |e: &ChannelError| {
+                matches!(e, ChannelError::Unencodable(t) if t.as_str().contains("refuses"))
+            };
+            assert!(refused.as_ref().is_err_and(unencodable), "{refused:?}");
+            // An output guard with that value fails the select before any guard commits, even
+            // with a ready skip guard beside it.
+            let alt = cspnet_processes::Alternation::new()
+                .output(&w, Refuses(13), || 0u32)
+                .skip(|| 1)
+                .pri_select();
+            assert!(alt.as_ref().is_err_and(unencodable), "{alt:?}");
+            w.write(Refuses(2))?;
+            let sent = cspnet_processes::Alternation::new()
+                .output(&w, Refuses(3), || 3u32)
+                .select()?;
+            Ok(sent)
+        }),
+        process(move || {
+            let got = [r.read()?, r.read()?, r.read()?];
+            assert_eq!(got, [Refuses(1), Refuses(2), Refuses(3)]);
+            Ok(got.iter().map(|v| v.0).sum())
+        }),
+    ])
+    .unwrap();
+    assert_eq!(out, vec![Ok(3), Ok(6)]);
+    // The channel was never poisoned: only the writer's leaving retired it.
+    assert_eq!(c.reader().read(), Err(ChannelError::Retired));
+}
+
+#[allow(unconditional_recursion)]
+fn deep(n: u64) -> u64 {
+    let frame = [n; 64];
+    std::hint::black_box(&frame);
+    deep(n + 1) + frame[3]
+}
+
+/// A stack overflow, which aborts the whole program on threads, ends only the child here: it is
+/// reported as killed by `SIGABRT` (Rust's overflow handler aborts), and its channels are poisoned.
+#[test]
+fn a_stack_overflow_ends_only_that_child_and_is_reported() {
+    let c = Channel::<u64>::new();
+    let (r, w) = (c.reader(), c.writer());
+    let e = parallel([
+        process(move || {
+            let v = deep(0);
+            w.write(v)?;
+            Ok(0)
+        }),
+        process(move || r.read()),
+    ])
+    .unwrap_err();
+    assert_eq!(e.failures().len(), 1, "{e}");
+    assert_eq!(
+        e.first().cause(),
+        &Cause::Crashed("killed by signal 6 (SIGABRT)".into())
+    );
+    assert_eq!(c.reader().read(), Err(ChannelError::Poisoned));
 }

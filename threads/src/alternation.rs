@@ -7,7 +7,7 @@
 //! stays live until drained. The select is biased: it tries the guards in the order core's
 //! `Policy` chose, which is what makes `select` uniformly random and `fair_select` rotate.
 
-use crate::channel::{Control, Held, Msg, Raw, wait_for_reader};
+use crate::channel::{Control, Held, Msg, Raw, Room, wait_for_reader};
 use crossbeam_channel::{Receiver, Select, SelectedOperation, Sender};
 use cspnet_core::{ChannelError, ChannelState, Deadline, GuardStatus, live_guards};
 use std::cell::Cell;
@@ -31,6 +31,7 @@ trait Op {
 
 struct Input<'a, T> {
     control: &'a Control,
+    room: Option<&'a Room>,
     rx: Option<Receiver<Msg<T>>>,
     slot: Cell<Option<&'a mut Option<T>>>,
 }
@@ -60,6 +61,9 @@ impl<T> Op for Input<'_, T> {
         let Ok((value, ticket)) = op.recv(rx) else {
             return false;
         };
+        if let Some(room) = self.room {
+            room.freed();
+        }
         if let Some(t) = ticket {
             t.release();
         }
@@ -73,6 +77,7 @@ impl<T> Op for Input<'_, T> {
 /// when it commits, the count goes with the value's [`Held`].
 struct HeldInput<'a, T> {
     control: &'a Arc<Control>,
+    room: Option<&'a Room>,
     rx: Option<Receiver<Msg<T>>>,
     slot: Cell<Option<&'a mut Option<(T, Held)>>>,
     /// Whether this guard still owns its count (a committed guard hands it to the `Held`).
@@ -104,6 +109,9 @@ impl<T> Op for HeldInput<'_, T> {
         let Ok((value, ticket)) = op.recv(rx) else {
             return false;
         };
+        if let Some(room) = self.room {
+            room.freed();
+        }
         let slot = self.slot.take().expect("a guard commits once");
         self.counted.set(false);
         *slot = Some((value, Held::new(ticket, Arc::clone(self.control))));
@@ -122,6 +130,9 @@ impl<T> Drop for HeldInput<'_, T> {
 struct Output<'a, T> {
     control: &'a Control,
     tx: Option<Sender<Msg<T>>>,
+    /// A large buffer's limit and its token's receiver: the guard waits for the token, then
+    /// sends on the unbounded channel, which never waits.
+    room: Option<(&'a Room, Option<Receiver<()>>)>,
     slot: Cell<Option<&'a mut Option<T>>>,
 }
 
@@ -133,14 +144,14 @@ impl<T> Op for Output<'_, T> {
         false
     }
     fn has_endpoint(&self) -> bool {
-        self.tx.is_some()
+        self.tx.is_some() && !matches!(self.room, Some((_, None)))
     }
     fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
-        sel.send(
-            self.tx
-                .as_ref()
-                .expect("only guards with an endpoint are registered"),
-        )
+        const LENT: &str = "only guards with an endpoint are registered";
+        match &self.room {
+            Some((_, token)) => sel.recv(token.as_ref().expect(LENT)),
+            None => sel.send(self.tx.as_ref().expect(LENT)),
+        }
     }
     fn complete(&self, op: SelectedOperation<'_>) -> bool {
         let tx = self
@@ -150,7 +161,22 @@ impl<T> Op for Output<'_, T> {
         let slot = self.slot.take().expect("a guard commits once");
         let value = slot.take().expect("an output guard offers a value");
         let (ticket, number) = self.control.ticket();
-        match op.send(tx, (value, ticket)) {
+        let value = (value, ticket);
+        let sent = match &self.room {
+            Some((room, token)) => {
+                let token = token.as_ref().expect("registered with its token receiver");
+                if op.recv(token).is_err() {
+                    // No reader is left to make room: the value stays the alternation's.
+                    *slot = Some(value.0);
+                    self.slot.set(Some(slot));
+                    return false;
+                }
+                room.took();
+                tx.send(value)
+            }
+            None => op.send(tx, value),
+        };
+        match sent {
             Ok(()) => {
                 wait_for_reader(self.control, number);
                 true
@@ -168,6 +194,7 @@ impl<T> Op for Output<'_, T> {
 pub(crate) fn input<'a, T: Send + 'static>(raw: &'a Raw<T>, slot: &'a mut Option<T>) -> Guard<'a> {
     Guard(Box::new(Input {
         control: &raw.control,
+        room: raw.ends.room.as_ref(),
         rx: raw.ends.receiver(),
         slot: Cell::new(Some(slot)),
     }))
@@ -181,6 +208,7 @@ pub(crate) fn input_held<'a, T: Send + 'static>(
     raw.control.extended.fetch_add(1, Ordering::SeqCst);
     Guard(Box::new(HeldInput {
         control: &raw.control,
+        room: raw.ends.room.as_ref(),
         rx: raw.ends.receiver(),
         slot: Cell::new(Some(slot)),
         counted: Cell::new(true),
@@ -191,6 +219,7 @@ pub(crate) fn output<'a, T: Send + 'static>(raw: &'a Raw<T>, slot: &'a mut Optio
     Guard(Box::new(Output {
         control: &raw.control,
         tx: raw.ends.sender(),
+        room: raw.ends.room.as_ref().map(|room| (room, room.receiver())),
         slot: Cell::new(Some(slot)),
     }))
 }

@@ -1,7 +1,10 @@
 //! The threads engine's channel: one crossbeam channel whose endpoints only the control block holds.
 //!
 //! Values travel over one crossbeam channel (`bounded(0)` for a rendezvous, `bounded(n)` for a
-//! buffer). Its two endpoints are held only by the channel's control block: an operation borrows a
+//! small buffer). crossbeam's `bounded(n)` reserves all `n` slots at once, so a buffer whose slots
+//! would take more than [`EAGER_BYTES`] travels over an `unbounded` channel (which grows block by
+//! block) instead, and its limit is kept by a [`Room`]: a writer first takes the room's token.
+//! Its two endpoints are held only by the channel's control block: an operation borrows a
 //! clone for its own length. Ending the channel drops the control block's endpoints, so once the
 //! operations in flight finish, crossbeam's own disconnection wakes every reader, writer and
 //! alternation still waiting, with no polling, no timeouts, and no second channel to select on (a
@@ -22,7 +25,7 @@
 //! ([`Control::extended`], counted before that reader takes a value, so a writer whose value it
 //! took sees the count): otherwise a write costs the ticket and nothing more.
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use cspnet_core::{ChannelError, ChannelState, Leave, Membership, Role};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -32,6 +35,64 @@ use std::thread::Thread;
 /// A lock that nothing can leave inconsistent: only an `Option` or a count changes under it.
 fn lock<E>(m: &Mutex<E>) -> MutexGuard<'_, E> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The most a buffer's slots may take before it grows as it fills rather than being reserved
+/// whole when the channel is made.
+pub(crate) const EAGER_BYTES: usize = 64 * 1024;
+
+/// The limit of a large buffer, whose values travel over an unbounded channel: how many more
+/// values it may take, and a token that is in its one-place channel exactly while that is more
+/// than zero (or held by the writer that just took it). Waiting for room is waiting for the token,
+/// so a write, and an alternation's output guard, wait on a crossbeam operation as for a small
+/// buffer.
+pub(crate) struct Room {
+    free: Mutex<usize>,
+    tx: Mutex<Option<Sender<()>>>,
+    rx: Mutex<Option<Receiver<()>>>,
+}
+
+impl Room {
+    fn new(capacity: usize) -> Self {
+        let (tx, rx) = bounded(1);
+        tx.try_send(()).expect("a fresh one-place channel has room");
+        Room {
+            free: Mutex::new(capacity),
+            tx: Mutex::new(Some(tx)),
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// The token's receiver for one operation, or `None` once no writer can ever use it.
+    pub(crate) fn receiver(&self) -> Option<Receiver<()>> {
+        lock(&self.rx).clone()
+    }
+
+    /// A writer took the token: one place is its own now, and the token goes back while places
+    /// remain.
+    pub(crate) fn took(&self) {
+        let mut free = lock(&self.free);
+        *free = free.saturating_sub(1);
+        if *free > 0 {
+            self.put_token();
+        }
+    }
+
+    /// A reader took a value: its place is free again, and the token is back if it was gone.
+    pub(crate) fn freed(&self) {
+        let mut free = lock(&self.free);
+        *free += 1;
+        if *free == 1 {
+            self.put_token();
+        }
+    }
+
+    /// Called with `free` locked, when the token is nowhere (so the one place is empty).
+    fn put_token(&self) {
+        if let Some(tx) = lock(&self.tx).as_ref() {
+            let _ = tx.try_send(());
+        }
+    }
 }
 
 /// Where a writer thread waits for the extended readers of its values: one per thread.
@@ -136,6 +197,8 @@ impl Drop for Held {
 pub(crate) struct Endpoints<T> {
     tx: Mutex<Option<Sender<Msg<T>>>>,
     rx: Mutex<Option<Receiver<Msg<T>>>>,
+    /// A large buffer's limit; `None` when crossbeam keeps it (`bounded`).
+    pub(crate) room: Option<Room>,
 }
 
 impl<T> Endpoints<T> {
@@ -307,17 +370,30 @@ impl<T> Clone for Raw<T> {
 
 impl<T: Send + 'static> Raw<T> {
     pub(crate) fn new(name: Option<&str>, capacity: usize) -> Self {
-        let (tx, rx) = bounded(capacity);
+        // A slot is the value (with its ticket) and crossbeam's stamp.
+        let slot = size_of::<Msg<T>>() + size_of::<usize>();
+        let ((tx, rx), room) = if capacity.saturating_mul(slot) <= EAGER_BYTES {
+            (bounded(capacity), None)
+        } else {
+            (unbounded(), Some(Room::new(capacity)))
+        };
         let ends = Arc::new(Endpoints {
             tx: Mutex::new(Some(tx)),
             rx: Mutex::new(Some(rx)),
+            room,
         });
         let held = Arc::clone(&ends);
         let close = Box::new(move |close: Close| {
             // Take under the lock, drop outside it: dropping may wake other threads.
             let tx = (close != Close::Receivers).then(|| lock(&held.tx).take());
             let rx = (close != Close::Senders).then(|| lock(&held.rx).take());
-            drop((tx, rx));
+            // Writers waiting for room wake when no reader is left to make any.
+            let room = held
+                .room
+                .as_ref()
+                .filter(|_| close != Close::Senders)
+                .map(|room| (lock(&room.tx).take(), lock(&room.rx).take()));
+            drop((tx, rx, room));
         });
         Raw {
             control: Arc::new(Control {
@@ -382,12 +458,24 @@ impl<T> Raw<T> {
             return Err(self.control.ended());
         };
         // Once a value is taken it is returned, whatever happens to the channel afterwards.
-        rx.recv().map_err(|_| self.control.ended())
+        let msg = rx.recv().map_err(|_| self.control.ended())?;
+        if let Some(room) = &self.ends.room {
+            room.freed();
+        }
+        Ok(msg)
     }
 
     #[inline]
     pub(crate) fn write(&self, value: T) -> Result<(), ChannelError> {
         self.control.state().check()?;
+        if let Some(room) = &self.ends.room {
+            // A place in the buffer first; the unbounded send below then never waits.
+            let token = room.receiver().map(|rx| rx.recv());
+            let Some(Ok(())) = token else {
+                return Err(self.control.ended());
+            };
+            room.took();
+        }
         let Some(tx) = self.ends.sender() else {
             return Err(self.control.ended());
         };

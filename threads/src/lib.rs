@@ -33,8 +33,7 @@ mod process;
 
 /// Threads keep the running process's context in a thread-local: a process never changes thread.
 use cspnet_core::ThreadSlot;
-use cspnet_core::{Cause, Deadline, Leave, ProcessContext, Role};
-use std::sync::atomic::AtomicU64;
+use cspnet_core::{Deadline, Leave, ProcessContext, Report, Role};
 
 /// The threads engine: crossbeam channels, crossbeam's select, one OS thread per process.
 ///
@@ -65,7 +64,7 @@ impl Backend for Threads {
 impl<T: Send + 'static> Carries<T> for Threads {
     type Chan = channel::Raw<T>;
     type Start = process::Body<T>;
-    type Running = process::Running<T>;
+    type Running = process::Running;
     type Held = channel::Held;
 
     fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
@@ -109,7 +108,7 @@ impl<T: Send + 'static> Carries<T> for Threads {
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::output(chan, slot)
     }
-    fn word(chan: &Self::Chan) -> &AtomicU64 {
+    fn word(chan: &Self::Chan) -> &std::sync::atomic::AtomicU64 {
         &chan.control.word
     }
     fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
@@ -124,11 +123,18 @@ impl<T: Send + 'static> Carries<T> for Threads {
     {
         Box::new(body)
     }
-    fn start(ctx: ProcessContext, start: Self::Start) -> Result<Self::Running, Cause> {
-        process::start(ctx, start)
+    fn start(
+        ctx: ProcessContext,
+        start: Self::Start,
+        report: Report<T>,
+    ) -> Result<Self::Running, Cause> {
+        process::start(ctx, start, report)
     }
-    fn join_all(running: Vec<Result<Self::Running, Cause>>) -> Vec<Result<Outcome<T>, Cause>> {
-        process::join_all(running)
+    fn finished(running: &Self::Running) -> bool {
+        running.is_finished()
+    }
+    fn reap(running: Self::Running) {
+        process::reap(running);
     }
     fn discard(starts: Vec<Self::Start>) {
         cspnet_core::discard_unstarted::<ThreadSlot, _>(starts);

@@ -1,14 +1,16 @@
 //! The threads engine's processes: each CSP process is an OS thread, joined in order.
 
 use crate::ThreadSlot;
-use cspnet_core::{Cause, MappingBudget, Outcome, ProcessContext, discard_unstarted, run_body};
+use cspnet_core::{
+    Cause, MappingBudget, Outcome, ProcessContext, Report, discard_unstarted, run_body,
+};
 use std::thread::JoinHandle;
 
 /// A process body, ready to run on its own thread.
 pub(crate) type Body<T> = Box<dyn FnOnce() -> Outcome<T> + Send + 'static>;
 
-/// A running process thread, with the report it will give.
-pub(crate) type Running<T> = JoinHandle<Result<Outcome<T>, Cause>>;
+/// A running process thread; it reports its ending itself, just before it ends.
+pub(crate) type Running = JoinHandle<()>;
 
 /// A body that has not run yet. If it is dropped without running (its thread could not be started),
 /// the channel ends it captured poison their channels, so the processes that did start shut down
@@ -35,7 +37,8 @@ static BUDGET: MappingBudget = MappingBudget::new(
 pub(crate) fn start<T: Send + 'static>(
     ctx: ProcessContext,
     body: Body<T>,
-) -> Result<Running<T>, Cause> {
+    report: Report<T>,
+) -> Result<Running, Cause> {
     let mut pending = Pending(Some(body));
     // On refusal, dropping `pending` poisons the channels its ends held, so the started processes end.
     let live = BUDGET.reserve()?;
@@ -44,22 +47,14 @@ pub(crate) fn start<T: Send + 'static>(
         .spawn(move || {
             let _live = live;
             let body = pending.0.take().expect("a process body runs once");
-            run_body::<ThreadSlot, T>(ctx, body)
+            report(run_body::<ThreadSlot, T>(ctx, body));
         })
         .map_err(|e| Cause::CouldNotStart(format!("the OS refused a thread: {e}")))
 }
 
-pub(crate) fn join_all<T>(
-    running: Vec<Result<Running<T>, Cause>>,
-) -> Vec<Result<Outcome<T>, Cause>> {
-    running
-        .into_iter()
-        .map(|started| {
-            started.and_then(|handle| {
-                handle.join().unwrap_or_else(|_| {
-                    Err(Cause::Panicked("the process runner itself panicked".into()))
-                })
-            })
-        })
-        .collect()
+/// Waits for the thread; it has reported by the time it ends.
+pub(crate) fn reap(running: Running) {
+    // run_body catches the body's panics, so only a panicking report could get here, and a
+    // report does not panic.
+    let _ = running.join();
 }

@@ -22,6 +22,9 @@ mod api_shape {
         let _: fn() -> csp::Channel<u32> = csp::Channel::<u32>::new;
         let _: fn(&str) -> csp::Channel<u32> = csp::Channel::<u32>::named;
         let _: fn(usize) -> csp::Channel<u32> = csp::Channel::<u32>::with_buffer;
+        let _: fn(usize) -> Result<csp::Channel<u32>, csp::BufferError> =
+            csp::Channel::<u32>::try_with_buffer;
+        let _: usize = csp::Channel::<u32>::MAX_BUFFER;
         let _: fn(&csp::Channel<u32>) -> csp::Reader<u32> = csp::Channel::<u32>::reader;
         let _: fn(&csp::Channel<u32>) -> csp::Writer<u32> = csp::Channel::<u32>::writer;
         let _: fn(&csp::Channel<u32>) = csp::Channel::<u32>::poison;
@@ -143,6 +146,132 @@ mod rendezvous {
         .unwrap();
         let expected: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
         assert_eq!(out[1].as_ref().unwrap(), &expected);
+    }
+}
+
+/// One buffer-size rule on every backend: any buffer up to `Channel::MAX_BUFFER` values is made at
+/// once and takes storage only as it fills; a larger one is refused with `BufferError::TooLarge`
+/// (`try_with_buffer`) or a panic naming the limit (`with_buffer`).
+mod buffer_rule {
+    use super::csp;
+    use cspnet_core::BufferError;
+
+    #[test]
+    fn a_huge_buffer_is_made_without_its_storage_and_works() {
+        // Reserving either up front would take terabytes: the test would not finish.
+        for n in [1usize << 40, csp::Channel::<u64>::MAX_BUFFER] {
+            let c = csp::Channel::<u64>::try_with_buffer(n).expect("within the limit");
+            let (w, r) = (c.writer(), c.reader());
+            for i in 0..3 {
+                w.write(i).unwrap();
+            }
+            for i in 0..3 {
+                assert_eq!(r.read(), Ok(i), "buffer of {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_buffer_over_the_limit_is_refused_naming_the_limit() {
+        let max = csp::Channel::<u64>::MAX_BUFFER;
+        for n in [max + 1, usize::MAX] {
+            assert_eq!(
+                csp::Channel::<u64>::try_with_buffer(n).err(),
+                Some(BufferError::TooLarge { requested: n, max })
+            );
+            let refused = std::panic::catch_unwind(|| csp::Channel::<u64>::with_buffer(n));
+            let message =
+                cspnet_core::panic_message(refused.expect_err("the buffer was accepted").as_ref());
+            assert!(
+                message.contains(&format!("at most {max} values")),
+                "unclear refusal: {message}"
+            );
+        }
+    }
+
+    /// A buffer large enough to grow as it fills (on threads: past the size crossbeam reserves
+    /// whole) still holds exactly n values, and writers waiting for room, plain or alting, are
+    /// woken by reads, plain or alting.
+    #[test]
+    fn a_large_buffer_holds_exactly_n_and_wakes_its_writers() {
+        const N: u32 = 10_000;
+        let c = csp::Channel::<u32>::with_buffer(N as usize);
+        let full = csp::Channel::<u32>::new();
+        let (w, r, full_w, full_r) = (c.writer(), c.reader(), full.writer(), full.reader());
+        let out = csp::parallel([
+            csp::process(move || {
+                for i in 0..N {
+                    w.write(i)?; // no reader reads yet
+                }
+                let extra = csp::Alternation::new()
+                    .output(&w, N, || 1u32)
+                    .skip(|| 0)
+                    .pri_select()?;
+                full_w.write(extra)?;
+                for i in N..2 * N {
+                    if i % 2 == 0 {
+                        w.write(i)?;
+                    } else {
+                        csp::Alternation::new().output(&w, i, || ()).select()?;
+                    }
+                }
+                Ok(0)
+            }),
+            csp::process(move || {
+                let extra = full_r.read()?;
+                for i in 0..2 * N {
+                    let v = if i % 2 == 0 {
+                        r.read()?
+                    } else {
+                        csp::Alternation::new().input(&r, |v| v).select()?
+                    };
+                    if v != i {
+                        return Ok(1_000_000 + i); // out of order or lost
+                    }
+                }
+                Ok(extra)
+            }),
+        ])
+        .unwrap();
+        assert_eq!(out, vec![Ok(0), Ok(0)], "a full buffer took an extra value");
+    }
+
+    /// A writer waiting for room in a full large buffer is woken by poison, and by the last
+    /// reader leaving, with the error that says which.
+    #[test]
+    fn a_writer_waiting_for_room_sees_poison_and_retirement() {
+        const N: u32 = 10_000;
+        for poison in [true, false] {
+            let c = csp::Channel::<u32>::with_buffer(N as usize);
+            let full = csp::Channel::<u32>::new();
+            let (w, r, full_w, full_r) = (c.writer(), c.reader(), full.writer(), full.reader());
+            let out = csp::parallel([
+                csp::process(move || {
+                    for i in 0..N {
+                        w.write(i)?;
+                    }
+                    full_w.write(0)?;
+                    Ok(match w.write(N) {
+                        Err(e) if e.is_poisoned() => 1,
+                        Err(e) if e.is_retired() => 2,
+                        Err(_) => 3,
+                        Ok(()) => 0,
+                    })
+                }),
+                csp::process(move || {
+                    full_r.read()?;
+                    if poison {
+                        r.poison();
+                    } else {
+                        r.retire();
+                    }
+                    Ok(0)
+                }),
+            ])
+            .unwrap();
+            let expected = if poison { 1 } else { 2 };
+            assert_eq!(out, vec![Ok(expected), Ok(0)], "poison: {poison}");
+        }
     }
 }
 
@@ -1464,6 +1593,280 @@ mod mobile {
         ])
         .unwrap();
         assert_eq!(out[1], Err(ChannelError::Poisoned));
+    }
+}
+
+/// Supervision: a supervised process's crash reaches its supervisor as a value (which process,
+/// which cause, which ends it held), the channels it shared with healthy processes stay usable,
+/// and nothing already written is lost; a `Spawned` handle is a handle (ids, try_join, a join
+/// with a deadline).
+mod supervision {
+    use super::csp;
+    use cspnet_core::{Cause, ChannelError, Role};
+    use std::collections::{BTreeMap, VecDeque};
+    use std::time::Duration;
+
+    const WORKERS: u32 = 8;
+    const JOBS: u32 = 40;
+    const CURSED: u32 = 13;
+
+    enum Event {
+        Result((u32, u32, u64)),
+        Exit(csp::Exit<u32>),
+    }
+
+    #[test]
+    fn a_farm_survives_a_panicking_worker_and_loses_no_result() {
+        let results = csp::Channel::<(u32, u32, u64)>::named_with_buffer("results", 64);
+        let mut sup = csp::Supervisor::<u32>::new();
+        let mut jobs = Vec::new();
+        let mut ids = Vec::new();
+        for w in 0..WORKERS {
+            let ch = csp::Channel::<u32>::named(&format!("jobs-{w}"));
+            let (r, out) = (ch.reader(), results.writer());
+            let id = sup
+                .start(
+                    csp::process(move || {
+                        let mut done = 0;
+                        for job in r {
+                            let j = job?;
+                            if j == CURSED {
+                                panic!("job {j} is cursed");
+                            }
+                            out.write((w, j, u64::from(j) * u64::from(j)))?;
+                            done += 1;
+                        }
+                        Ok(done)
+                    })
+                    .named(&format!("worker-{w}")),
+                )
+                .unwrap();
+            ids.push(id);
+            jobs.push(Some(ch.writer()));
+        }
+        let results_r = results.reader();
+        drop(results); // from here on only the workers write results
+
+        let mut queue: VecDeque<u32> = (0..JOBS).collect();
+        let mut assigned: Vec<Option<u32>> = vec![None; WORKERS as usize];
+        for w in 0..WORKERS as usize {
+            let j = queue.pop_front().unwrap();
+            jobs[w].as_ref().unwrap().write(j).unwrap();
+            assigned[w] = Some(j);
+        }
+        let mut done = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        let mut crash = None;
+        let mut done_by = vec![0u32; WORKERS as usize];
+        while done.len() + failed.len() < JOBS as usize {
+            let event = csp::Alternation::new()
+                .input(&results_r, Event::Result)
+                .input(sup.exits(), Event::Exit)
+                .select()
+                .expect("neither results nor exits may be poisoned by a crash");
+            match event {
+                Event::Result((w, j, v)) => {
+                    let w = w as usize;
+                    assert_eq!(assigned[w].take(), Some(j));
+                    done.insert(j, v);
+                    done_by[w] += 1;
+                    if let Some(next) = queue.pop_front() {
+                        match jobs[w].as_ref().map(|c| c.write(next)) {
+                            Some(Ok(())) => assigned[w] = Some(next),
+                            _ => queue.push_front(next),
+                        }
+                    }
+                }
+                Event::Exit(exit) => {
+                    let w = ids.iter().position(|&id| id == exit.id).unwrap();
+                    jobs[w] = None;
+                    if let Some(j) = assigned[w].take() {
+                        failed.insert(j, exit.outcome.clone().unwrap_err());
+                    }
+                    crash = Some(exit);
+                }
+            }
+            // A job that lost its worker goes to the next idle one.
+            for w in 0..WORKERS as usize {
+                if assigned[w].is_none()
+                    && let (Some(c), Some(&next)) = (&jobs[w], queue.front())
+                    && c.write(next).is_ok()
+                {
+                    queue.pop_front();
+                    assigned[w] = Some(next);
+                }
+            }
+        }
+        assert_eq!(done.len(), (JOBS - 1) as usize, "every other job finished");
+        for (j, v) in &done {
+            assert_eq!(*v, u64::from(*j) * u64::from(*j));
+        }
+        assert_eq!(
+            failed,
+            BTreeMap::from([(CURSED, Cause::Panicked(format!("job {CURSED} is cursed")))])
+        );
+        let crash = crash.expect("the crash arrived as an exit");
+        let crashed = ids.iter().position(|&id| id == crash.id).unwrap();
+        assert!(crash.name.starts_with("worker-"));
+        assert!(
+            crash
+                .held
+                .iter()
+                .any(|e| e.role == Role::Writer && e.channel.as_deref() == Some("results")),
+            "the exit names the ends it held: {crash}"
+        );
+        drop(jobs); // the healthy workers end
+        let mut ended = 0;
+        let mut finished_jobs = 0;
+        while let Some(exit) = sup.next_exit() {
+            finished_jobs += exit.outcome.unwrap().unwrap();
+            ended += 1;
+        }
+        assert_eq!(ended, WORKERS - 1);
+        // Each healthy worker counted its own jobs; the crashed one's results arrived before it died.
+        assert_eq!(finished_jobs + done_by[crashed], JOBS - 1);
+        // The crashed worker's writer retired rather than poisoned the shared channel.
+        assert_eq!(results_r.read(), Err(ChannelError::Retired));
+    }
+
+    #[test]
+    fn values_written_before_a_crash_are_not_lost() {
+        let ch = csp::Channel::<u32>::with_buffer(4);
+        let w = ch.writer();
+        let mut sup = csp::Supervisor::<()>::new();
+        sup.start(csp::process(move || {
+            for v in 1..=3 {
+                w.write(v)?;
+            }
+            panic!("after three");
+        }))
+        .unwrap();
+        let exit = sup.next_exit().unwrap();
+        assert_eq!(exit.outcome, Err(Cause::Panicked("after three".into())));
+        let r = ch.reader();
+        drop(ch);
+        assert_eq!(
+            r.into_iter().collect::<Vec<_>>(),
+            vec![Ok(1), Ok(2), Ok(3)],
+            "the crash retired the channel and kept its buffer"
+        );
+    }
+
+    #[test]
+    fn exits_arrive_in_the_order_processes_end() {
+        let mut sup = csp::Supervisor::<u32>::new();
+        let mut gates = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..3u32 {
+            let gate = csp::Channel::<()>::new();
+            let r = gate.reader();
+            ids.push(
+                sup.start(csp::process(move || r.read().map(|()| i)))
+                    .unwrap(),
+            );
+            gates.push(gate.writer());
+        }
+        for i in [2usize, 0, 1] {
+            gates[i].write(()).unwrap();
+            let exit = sup.next_exit().unwrap();
+            assert_eq!((exit.id, exit.outcome), (ids[i], Ok(Ok(i as u32))));
+        }
+        assert!(sup.next_exit().is_none());
+    }
+
+    #[test]
+    fn an_exit_is_a_guard_beside_the_network_channels() {
+        let idle = csp::Channel::<u32>::new();
+        let (ir, _iw) = (idle.reader(), idle.writer());
+        let mut sup = csp::Supervisor::<u32>::new();
+        let id = sup
+            .start(csp::process(|| -> cspnet_core::Outcome<u32> { panic!("gone") }).named("w"))
+            .unwrap();
+        let got = csp::Alternation::new()
+            .input(&ir, |_| None)
+            .input(sup.exits(), Some)
+            .select()
+            .unwrap()
+            .expect("the exit fired, not the idle channel");
+        assert_eq!(got.id, id);
+        assert_eq!(got.to_string(), "process 'w' panicked: gone");
+    }
+
+    #[test]
+    fn a_supervised_process_that_returns_poison_still_poisons() {
+        let ch = csp::Channel::<u32>::new();
+        let (r, w) = (ch.reader(), ch.writer());
+        let mut sup = csp::Supervisor::<u32>::new();
+        sup.start(csp::process(move || {
+            let _w = w;
+            Err(ChannelError::Poisoned)
+        }))
+        .unwrap();
+        assert_eq!(
+            sup.next_exit().unwrap().outcome,
+            Ok(Err(ChannelError::Poisoned))
+        );
+        assert_eq!(r.read(), Err(ChannelError::Poisoned));
+    }
+
+    #[test]
+    fn a_crash_in_the_only_writer_retires_the_channel_for_its_reader() {
+        // Isolation does not hide the crash from a reader that depended on it: the channel
+        // retires (the supervisor has the cause), so the reader ends instead of waiting forever.
+        let ch = csp::Channel::<u32>::new();
+        let (r, w) = (ch.reader(), ch.writer());
+        drop(ch);
+        let mut sup = csp::Supervisor::<u32>::new();
+        sup.start(csp::process(move || -> cspnet_core::Outcome<u32> {
+            let _w = w;
+            panic!("writer down")
+        }))
+        .unwrap();
+        sup.start(csp::process(move || r.read()).named("reader"))
+            .unwrap();
+        let mut outcomes = [sup.next_exit().unwrap(), sup.next_exit().unwrap()];
+        outcomes.sort_by_key(|e| e.name.clone());
+        assert_eq!(outcomes[1].name, "reader");
+        assert_eq!(outcomes[1].outcome, Ok(Err(ChannelError::Retired)));
+        assert!(outcomes[0].outcome.is_err());
+    }
+
+    #[test]
+    fn a_spawned_handle_has_ids_and_a_try_join() {
+        let gate = csp::Channel::<()>::new();
+        let r = gate.reader();
+        let h = csp::spawn([
+            csp::process(move || r.read().map(|()| csp::current_process_id())),
+            csp::process(|| Ok(csp::current_process_id())),
+        ]);
+        let ids = h.ids();
+        assert_eq!(h.pids().len(), 2);
+        let h = h
+            .try_join()
+            .expect_err("the first process waits on the gate");
+        let h = h
+            .join_timeout(Duration::from_millis(20))
+            .expect_err("still waiting on the gate");
+        gate.writer().write(()).unwrap();
+        let out = h
+            .join_timeout(Duration::from_secs(60))
+            .expect("ends once the gate opens")
+            .unwrap();
+        assert_eq!(out, vec![Ok(ids[0]), Ok(ids[1])]);
+    }
+
+    #[test]
+    fn a_supervisor_dropped_with_running_processes_waits_for_them() {
+        let ch = csp::Channel::<u32>::with_buffer(1);
+        let w = ch.writer();
+        {
+            let mut sup = csp::Supervisor::<()>::new();
+            sup.start(csp::process(move || w.write(9))).unwrap();
+        }
+        // The process ran to its end before the supervisor's drop returned.
+        let r = ch.reader();
+        drop(ch);
+        assert_eq!(r.into_iter().collect::<Vec<_>>(), vec![Ok(9)]);
     }
 }
 
