@@ -15,8 +15,9 @@
 //!
 //! [`Backend`] is what does not depend on a payload type: where the running process's context
 //! lives, how an alternation waits on its guards, how a process sleeps and makes blocking calls.
-//! [`Carries<T>`] is what does: a channel of `T` (create, join, leave, poison, read, write, one
-//! guard of an alternation) and a process whose result is a `T` (start, join). Each backend
+//! [`Carries<T>`] is what does: a channel of `T` (create, join, leave, poison, read, write, an
+//! extended read that holds its writer, one guard of an alternation, and a shared word that core's
+//! barriers keep their counts in) and a process whose result is a `T` (start, join). Each backend
 //! implements `Carries<T>` for exactly the `T` it can carry, which is how generic code states the
 //! payload bound it needs: `B: Carries<u64>`, or `B: Carries<T>` for a generic `T`.
 //!
