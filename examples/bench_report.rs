@@ -32,6 +32,7 @@ const RING_SIZES: [usize; 6] = [2, 4, 16, 64, 256, 1024];
 const TOKEN_RING: usize = 64;
 const TOKENS: [u64; 7] = [1, 2, 4, 8, 16, 32, 63];
 const FAN_IN: [usize; 6] = [2, 4, 8, 16, 32, 64];
+const BARRIER: [usize; 4] = [2, 8, 64, 256];
 const WORKERS: [u32; 3] = [1, 2, 4];
 const PI_SAMPLES: u64 = 16_000_000;
 const PI_BATCH: u64 = 200_000;
@@ -79,6 +80,7 @@ fn main() {
     let tokens = tokens_table(p);
     let commstime = commstime_table(p);
     let fan_in = fan_in_table(p);
+    let barrier = barrier_table(p);
     let pi = farm_table(p, Farm::Pi);
     let mandelbrot = farm_table(p, Farm::Mandelbrot);
     let payload = payload_table(p);
@@ -101,7 +103,7 @@ fn main() {
     ];
     let mut md = String::new();
     header(&mut md, started.elapsed(), &load_before);
-    goals(&mut md, &ring, &pi, &mandelbrot);
+    goals(&mut md, &ring, &barrier, &pi, &mandelbrot);
     for (name, result) in &plots {
         if let Err(e) = result {
             let _ = writeln!(md, "> plot {name} could not be drawn: {e}\n");
@@ -132,6 +134,13 @@ fn main() {
          writer; ns per message received.\n\n![ns per message against inputs](fan_in.svg)\n"
     );
     fan_in.markdown(&mut md, num);
+    let _ = writeln!(
+        md,
+        "## Barrier\n\nN processes enrolled on one barrier, each syncing in a loop; ns per sync \
+         (every member passing it once). The goal below compares a sync of 64 with 64 hops of \
+         the ring of 64.\n"
+    );
+    barrier.markdown(&mut md, num);
     let _ = writeln!(
         md,
         "## Monte Carlo pi\n\nA farm (farmer, W workers, collector) over {PI_SAMPLES} samples in jobs \
@@ -540,6 +549,27 @@ fn commstime_table(p: &ProgressBar) -> Table {
         |_| Size::Units {
             first: 1_000,
             max: 2_000_000,
+        },
+        m,
+    );
+    t
+}
+
+fn barrier_table(p: &ProgressBar) -> Table {
+    let mut t = Table::new("members", BARRIER.map(|n| n as f64));
+    let m: Vec<Member> = Backend::ALL
+        .into_iter()
+        .map(|b| {
+            member(cspnet_row(b), move |n| {
+                timed(move |syncs| flat(scenarios::barrier(b, n as usize, syncs)))
+            })
+        })
+        .collect();
+    t.measure(
+        p,
+        |_| Size::Units {
+            first: 100,
+            max: 1_000_000,
         },
         m,
     );
@@ -1066,7 +1096,7 @@ fn ratio(a: &Cell, b: &Cell) -> Cell {
 }
 
 /// The closing note's ratios, each from this run's tables.
-fn goals(md: &mut String, ring: &Table, pi: &Table, mandelbrot: &Table) {
+fn goals(md: &mut String, ring: &Table, barrier: &Table, pi: &Table, mandelbrot: &Table) {
     md.push_str(
         "## Goals\n\nEach ratio comes from the tables below, measured in this run.\n\n\
          | goal | measured | target | met |\n|---|---:|---:|---|\n",
@@ -1103,6 +1133,16 @@ fn goals(md: &mut String, ring: &Table, pi: &Table, mandelbrot: &Table) {
         "≤ 2×",
         |v| v <= 2.0,
     );
+    for b in Backend::ALL {
+        let row = cspnet_row(b);
+        let lap = ring.get(&row, 64.0).map(|hop| hop * 64.0);
+        line(
+            format!("barrier sync of 64 ÷ 64 ring hops (ring of 64), {b}"),
+            ratio(&barrier.get(&row, 64.0), &lap),
+            "< 1×",
+            |v| v < 1.0,
+        );
+    }
     line(
         "processes ring hop ÷ futex ring, ring of 256".into(),
         hop(Backend::Processes, "futex, OS processes", 256.0),

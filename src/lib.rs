@@ -109,6 +109,79 @@
 //! assert_eq!(what, "job 7");
 //! ```
 //!
+//! # Channel ends as values (occam-π's mobile channels)
+//!
+//! A [reader] or [writer] end is itself a value that can travel over a channel, between OS
+//! processes too, keeping its membership on the way: a client sends the writer of its private reply
+//! channel with each request, and the server answers on it.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let requests = csp::Channel::<(u32, csp::Writer<u32>)>::new();
+//! let (rw, rr) = (requests.writer(), requests.reader());
+//! let out = csp::parallel([
+//!     csp::process(move || { let (n, reply) = rr.read()?; reply.write(n * 2)?; Ok(0) }),
+//!     csp::process(move || {
+//!         let reply = csp::Channel::<u32>::new();
+//!         rw.write((21, reply.writer()))?;
+//!         reply.reader().read()
+//!     }),
+//! ])
+//! .unwrap();
+//! assert_eq!(out[1], Ok(42));
+//! ```
+//!
+//! # Barriers: processes in lock-step (occam-π's `BARRIER`, JCSP's `Barrier`)
+//!
+//! A [`Barrier`](threads::Barrier) enrolls members ([`BarrierEnd`](threads::BarrierEnd)s, one per
+//! process); `sync()` waits until every enrolled member has reached it. A member resigns by
+//! `resign()` or by being dropped, and those waiting only for it go on; poison and a panicking
+//! member fail every sync, as they would a channel. `examples/cellular_automaton.rs` runs a
+//! lock-step simulation on one.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let barrier = csp::Barrier::new();
+//! let procs: Vec<_> = (0..3)
+//!     .map(|_| {
+//!         let end = barrier.enroll();
+//!         csp::process(move || {
+//!             let mut phases = 0;
+//!             for _ in 0..5 {
+//!                 end.sync()?; // nobody starts phase k + 1 before all finished phase k
+//!                 phases += 1;
+//!             }
+//!             Ok(phases)
+//!         })
+//!     })
+//!     .collect();
+//! drop(barrier);
+//! assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(5), Ok(5), Ok(5)]);
+//! ```
+//!
+//! # Extended rendezvous: act before the writer goes on (occam-π's `??`, CHP's `extRead`)
+//!
+//! `read_extended(action)` takes a value and runs `action` *while its writer is still held*: the
+//! writer's `write` completes only when the action ends. A process that forwards the value inside
+//! the action is a buffer that adds no slack; `Alternation::input_extended` is the same as a guard.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let (a, b) = (csp::Channel::<u32>::new(), csp::Channel::<u32>::new());
+//! let (aw, ar, bw, br) = (a.writer(), a.reader(), b.writer(), b.reader());
+//! let out = csp::parallel([
+//!     // This write completes only once the value has gone on to the consumer.
+//!     csp::process(move || { aw.write(7)?; Ok(0) }),
+//!     csp::process(move || ar.read_extended(|v| bw.write(v))?.map(|()| 0)),
+//!     csp::process(move || br.read()),
+//! ])
+//! .unwrap();
+//! assert_eq!(out, vec![Ok(0), Ok(0), Ok(7)]);
+//! ```
+//!
 //! # Failures are never lost
 //!
 //! A panicking process poisons its channels (so the rest shuts down instead of hanging), and
@@ -209,8 +282,9 @@ pub use cspnet_core::{
 pub mod generic {
     #[doc(inline)]
     pub use cspnet_core::{
-        Alternation, Backend, Carries, Channel, IntoIter, Iter, Mobile, Process, Reader, Spawned,
-        Supervisor, Writer, current_process_id, io, parallel, process, sequence, spawn,
+        Alternation, Backend, Barrier, BarrierEnd, Barriers, Carries, Channel, IntoIter, Iter,
+        Mobile, Process, Reader, Spawned, Supervisor, Writer, current_process_id, io, parallel,
+        process, sequence, spawn,
     };
     #[doc(inline)]
     pub use cspnet_core::{

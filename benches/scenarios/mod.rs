@@ -399,3 +399,26 @@ pub(crate) fn spawn(backend: Backend, n: u64) -> Run<Duration> {
         elapsed
     }))
 }
+
+/// A barrier of `n` members, each syncing `syncs` times in a row: the time the syncs took, from
+/// the first member's first sync (every member has started: a warm-up sync) to the last sync.
+pub(crate) fn barrier(backend: Backend, n: usize, syncs: u64) -> Run<Duration> {
+    nanos(with_backend!(backend, csp => {
+        let b = csp::Barrier::new();
+        let procs: Vec<csp::Process<u64>> = (0..n)
+            .map(|_| {
+                let end = b.enroll();
+                csp::process(move || {
+                    end.sync()?; // warm up: every member has started
+                    let start = Instant::now();
+                    for _ in 0..syncs {
+                        end.sync()?;
+                    }
+                    Ok(start.elapsed().as_nanos() as u64)
+                })
+            })
+            .collect();
+        drop(b);
+        csp::parallel(procs).map(|o| o.into_iter().map(|t| t.expect("a member ends normally")).max().unwrap_or(0))
+    }))
+}

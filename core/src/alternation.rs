@@ -39,6 +39,25 @@ impl<'a, B: Carries<T>, T, R, F: FnOnce(T) -> R> Guard<'a, B, R> for Input<'a, B
     }
 }
 
+struct ExtendedInput<'a, B: Carries<T>, T, F> {
+    reader: &'a Reader<B, T>,
+    slot: Option<(T, B::Held)>,
+    action: F,
+}
+
+impl<'a, B: Carries<T>, T, R, F: FnOnce(T) -> R> Guard<'a, B, R> for ExtendedInput<'a, B, T, F> {
+    fn engine(&mut self) -> B::Guard<'_> {
+        B::input_held(self.reader.raw(), &mut self.slot)
+    }
+    fn finish(self: Box<Self>) -> R {
+        let (value, held) = self.slot.expect("a committed input guard holds its value");
+        let result = (self.action)(value);
+        // Only now is the writer released.
+        drop(held);
+        result
+    }
+}
+
 struct Output<'a, B: Carries<T>, T, F> {
     writer: &'a Writer<B, T>,
     /// The value offered; empty once delivered.
@@ -137,6 +156,36 @@ impl<'a, B: Backend, R> Alternation<'a, B, R> {
         B: Carries<T>,
     {
         self.guards.push(Box::new(Input {
+            reader,
+            slot: None,
+            action,
+        }));
+        self
+    }
+
+    /// An extended input guard (occam-π's `??` in an `ALT`): ready when `reader` can read; the value
+    /// is passed to `action`, and its writer is released only once `action` has returned (see
+    /// [`Reader::read_extended`]).
+    ///
+    /// ```
+    /// use cspnet_threads::{Alternation, Channel, parallel, process};
+    /// let ch = Channel::<u32>::new();
+    /// let (r, w) = (ch.reader(), ch.writer());
+    /// let out = parallel([
+    ///     process(move || w.write(5).map(|()| 0)),
+    ///     process(move || Alternation::new().input_extended(&r, |v| v + 1).select()),
+    /// ]).unwrap();
+    /// assert_eq!(out, vec![Ok(0), Ok(6)]);
+    /// ```
+    pub fn input_extended<T: 'a>(
+        mut self,
+        reader: &'a Reader<B, T>,
+        action: impl FnOnce(T) -> R + 'a,
+    ) -> Self
+    where
+        B: Carries<T>,
+    {
+        self.guards.push(Box::new(ExtendedInput {
             reader,
             slot: None,
             action,

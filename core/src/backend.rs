@@ -15,8 +15,9 @@
 //!
 //! [`Backend`] is what does not depend on a payload type: where the running process's context
 //! lives, how an alternation waits on its guards, how a process sleeps and makes blocking calls.
-//! [`Carries<T>`] is what does: a channel of `T` (create, join, leave, poison, read, write, one
-//! guard of an alternation) and a process whose result is a `T` (start, join). Each backend
+//! [`Carries<T>`] is what does: a channel of `T` (create, join, leave, poison, read, write, an
+//! extended read that holds its writer, one guard of an alternation, and a shared word that core's
+//! barriers keep their counts in) and a process whose result is a `T` (start, join). Each backend
 //! implements `Carries<T>` for exactly the `T` it can carry, which is how generic code states the
 //! payload bound it needs: `B: Carries<u64>`, or `B: Carries<T>` for a generic `T`.
 //!
@@ -142,6 +143,18 @@ pub trait Backend: Sized + Send + Sync + 'static {
     #[inline]
     fn flush() {
         flush_dropped_ends::<Self::Slot>();
+    }
+
+    /// Whether handles dropped now are only being counted, not let go: the processes backend's
+    /// census of what a forked child holds (see its `channel.rs`). A handle that acts when dropped
+    /// (a barrier member resigns) does nothing then.
+    ///
+    /// ```
+    /// use cspnet_core::Backend;
+    /// assert!(!cspnet_threads::Threads::taking_census());
+    /// ```
+    fn taking_census() -> bool {
+        false
     }
 
     /// A fresh id for a process about to start (unique across the network).
@@ -298,6 +311,25 @@ pub trait Carries<T>: Backend {
     /// ```
     fn read(chan: &Self::Chan) -> Result<T, ChannelError>;
 
+    /// What keeps the writer of an extended read waiting: the writer's `write` (or output guard)
+    /// completes only once this is dropped. On a buffered channel it holds nothing (the writer was
+    /// released when its value was buffered).
+    type Held: Send;
+
+    /// Waits for a value, as [`read`](Self::read), but keeps its writer waiting until the
+    /// returned [`Held`](Self::Held) is dropped: [`Reader::read_extended`](crate::Reader::read_extended).
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// use cspnet_threads::Threads;
+    /// let raw = <Threads as Carries<u8>>::channel(None, 1);
+    /// <Threads as Carries<u8>>::write(&raw, 7).unwrap();
+    /// let (v, held) = <Threads as Carries<u8>>::read_held(&raw).unwrap();
+    /// drop(held);
+    /// assert_eq!(v, 7);
+    /// ```
+    fn read_held(chan: &Self::Chan) -> Result<(T, Self::Held), ChannelError>;
+
     /// Delivers a value, as [`Writer::write`](crate::Writer::write).
     ///
     /// ```
@@ -321,6 +353,24 @@ pub trait Carries<T>: Backend {
     /// ```
     fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a>;
 
+    /// An extended input guard on `chan` for [`Backend::select`]: as [`input`](Self::input), but
+    /// the writer is held until the [`Held`](Self::Held) put in `slot` with the value is dropped.
+    ///
+    /// ```
+    /// use cspnet_core::{Backend, Carries, Deadline};
+    /// use cspnet_threads::Threads;
+    /// let raw = <Threads as Carries<u8>>::channel(None, 1);
+    /// <Threads as Carries<u8>>::write(&raw, 2).unwrap();
+    /// let mut slot = None;
+    /// let fired = Threads::select(&mut [<Threads as Carries<u8>>::input_held(&raw, &mut slot)], &[0], Deadline::Now);
+    /// assert_eq!(fired, Ok(Some(0)));
+    /// assert_eq!(slot.map(|(v, _held)| v), Some(2));
+    /// ```
+    fn input_held<'a>(
+        chan: &'a Self::Chan,
+        slot: &'a mut Option<(T, Self::Held)>,
+    ) -> Self::Guard<'a>;
+
     /// An output guard on `chan` for [`Backend::select`], offering the value in `slot`; the slot is
     /// emptied only when the value is delivered.
     ///
@@ -334,6 +384,44 @@ pub trait Carries<T>: Backend {
     /// assert_eq!(<Threads as Carries<u8>>::read(&raw), Ok(5));
     /// ```
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a>;
+
+    /// A word of shared state that the channel carries for constructions written once in core (a
+    /// barrier keeps its counts here): zero when the channel is made, changed only by core, and
+    /// shared wherever the channel is (across OS processes on the processes backend).
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// use cspnet_threads::Threads;
+    /// use std::sync::atomic::Ordering;
+    /// let raw = <Threads as Carries<()>>::channel(None, 0);
+    /// assert_eq!(<Threads as Carries<()>>::word(&raw).load(Ordering::Relaxed), 0);
+    /// ```
+    fn word(chan: &Self::Chan) -> &std::sync::atomic::AtomicU64;
+
+    /// Waits, the way this backend's processes wait, until `done` holds for the channel's
+    /// [`word`](Self::word) (checked after every [`wake_word`](Self::wake_word)); fails with
+    /// `Poisoned` once the channel is poisoned (poison wins: it is checked first). Whoever changes
+    /// the word so that `done` may hold calls `wake_word` after the change.
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// use cspnet_threads::Threads;
+    /// use std::sync::atomic::Ordering;
+    /// let raw = <Threads as Carries<()>>::channel(None, 0);
+    /// <Threads as Carries<()>>::word(&raw).store(1, Ordering::SeqCst);
+    /// <Threads as Carries<()>>::wake_word(&raw);
+    /// assert_eq!(<Threads as Carries<()>>::wait_word(&raw, &mut |w| w == 1), Ok(()));
+    /// ```
+    fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError>;
+
+    /// Wakes every process in [`wait_word`](Self::wait_word) on this channel, to look again.
+    ///
+    /// ```
+    /// use cspnet_core::Carries;
+    /// let raw = <cspnet_threads::Threads as Carries<()>>::channel(None, 0);
+    /// <cspnet_threads::Threads as Carries<()>>::wake_word(&raw);
+    /// ```
+    fn wake_word(chan: &Self::Chan);
 
     /// A process that runs `body`.
     ///

@@ -309,6 +309,37 @@ impl<B: Carries<T>, T> Reader<B, T> {
         B::read(&self.end.raw)
     }
 
+    /// An extended rendezvous (occam-π's `??`, CHP's `extRead`): takes a value and runs `action`
+    /// on it *while its writer is still held*; the writer's `write` completes only when `action`
+    /// has returned (or panicked). So a process can pass a value on before its sender continues:
+    /// a buffer that adds no slack. Fails as [`read`](Self::read) does, without running `action`.
+    /// Poison arriving during `action` does not cut it short: the value was taken.
+    ///
+    /// On a buffered channel the writer was released when its value was buffered, so this is a
+    /// read followed by `action`.
+    ///
+    /// ```
+    /// use cspnet_threads::{Channel, parallel, process};
+    ///
+    /// // `forward` passes each value on before its writer may go on: the pipeline holds no value
+    /// // in between, so the producer's write completes only once the consumer has the value.
+    /// let (a, b) = (Channel::<u32>::new(), Channel::<u32>::new());
+    /// let (aw, ar, bw, br) = (a.writer(), a.reader(), b.writer(), b.reader());
+    /// let out = parallel([
+    ///     process(move || { for i in 0..3 { aw.write(i)?; } Ok(0) }),
+    ///     process(move || { for _ in 0..3 { ar.read_extended(|v| bw.write(v))??; } Ok(0) }),
+    ///     process(move || { let mut s = 0; for _ in 0..3 { s += br.read()?; } Ok(s) }),
+    /// ]).unwrap();
+    /// assert_eq!(out[2], Ok(3));
+    /// ```
+    pub fn read_extended<R>(&self, action: impl FnOnce(T) -> R) -> Result<R, ChannelError> {
+        B::flush();
+        let (value, held) = B::read_held(&self.end.raw)?;
+        let result = action(value);
+        drop(held);
+        Ok(result)
+    }
+
     /// Poisons the channel (the end stays usable, but every operation now fails).
     ///
     /// ```

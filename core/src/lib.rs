@@ -7,7 +7,7 @@
 //! - **the seam**: [`Backend`] and [`Carries`], which each backend implements with its engine
 //!   (see [`backend`] for what an engine must provide);
 //! - **the surface**, once: [`Channel`], [`Reader`], [`Writer`], [`Iter`], [`IntoIter`],
-//!   [`Alternation`], [`Process`], [`Spawned`], [`process`], [`parallel`], [`sequence`],
+//!   [`Alternation`], [`Barrier`], [`BarrierEnd`], [`Process`], [`Spawned`], [`process`], [`parallel`], [`sequence`],
 //!   [`spawn`], [`io`], [`current_process_id`], and [`backend_surface!`] that names them for a
 //!   backend;
 //! - **the rules**: the order guards are tried in ([`Policy`]), when a channel retires
@@ -41,6 +41,7 @@
 
 mod alternation;
 pub mod backend;
+mod barrier;
 mod budget;
 mod channel;
 mod claim;
@@ -59,6 +60,7 @@ pub use alternation::Alternation;
 pub use backend::{
     Backend, Carries, ChannelState, GuardStatus, Membership, Report, Role, live_guards,
 };
+pub use barrier::{Barrier, BarrierEnd, Barriers};
 pub use budget::{MappingBudget, Reservation, max_map_count};
 pub use channel::{Channel, IntoIter, Iter, Mobile, Reader, Writer};
 pub use claim::{Claim, ClaimWord};

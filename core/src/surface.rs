@@ -1,7 +1,7 @@
 //! The names every backend exports, generated once: [`backend_surface!`](crate::backend_surface).
 
 /// Exports the public API for one backend: `Channel<T>`, `Reader<T>`, `Writer<T>`, `Iter`,
-/// `IntoIter`, `Alternation<'a, R>`, `Process<T>`, `Spawned<T>` as aliases of this crate's types
+/// `IntoIter`, `Alternation<'a, R>`, `Barrier`, `BarrierEnd`, `Process<T>`, `Spawned<T>` as aliases of this crate's types
 /// for the backend's engine, the free functions `process`, `parallel`, `sequence`, `spawn`, `io`
 /// and `current_process_id`, and the shared error types. A backend's `lib.rs` says
 ///
@@ -90,6 +90,24 @@ macro_rules! backend_surface {
         /// assert_eq!(got, Ok(1));
         /// ```
         pub type Alternation<'a, R> = $crate::Alternation<'a, $engine, R>;
+
+        #[doc = concat!("A barrier on this backend; see [`cspnet_core::Barrier`].")]
+        ///
+        /// ```
+        #[doc = concat!("let b = ", stringify!($krate), "::Barrier::new();")]
+        /// let me = b.enroll();
+        /// assert_eq!(me.sync(), Ok(()));
+        /// ```
+        pub type Barrier = $crate::Barrier<$engine>;
+
+        #[doc = concat!("An enrolled member of this backend's barriers; see [`cspnet_core::BarrierEnd`].")]
+        ///
+        /// ```
+        #[doc = concat!("let b = ", stringify!($krate), "::Barrier::new();")]
+        #[doc = concat!("let me: ", stringify!($krate), "::BarrierEnd = b.enroll();")]
+        /// me.resign();
+        /// ```
+        pub type BarrierEnd = $crate::BarrierEnd<$engine>;
 
         #[doc = concat!("A CSP process on this backend; see [`cspnet_core::Process`].")]
         ///

@@ -12,9 +12,9 @@
 //! ready" and "registered", and no guard ever has to be undone. A retired input channel that
 //! still buffers values stays a live guard until drained.
 
-use crate::channel::{Chan, Control, Entry, Queues, Waiter, Wake};
+use crate::channel::{Chan, Control, Entry, Held, Hold, HoldCell, Queues, Waiter, Wake};
 use cspnet_core::{ChannelError, ChannelState, Claim, Deadline, GuardStatus, live_guards};
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
 /// One channel guard, as the coroutines engine waits on it: a guard of core's alternation lends
 /// its channel and its value slot for one select.
@@ -34,13 +34,23 @@ trait Op {
     /// # Safety
     ///
     /// As for `drainable`.
-    unsafe fn try_now(&mut self, queues: &mut Queues, wake: &mut Option<Wake>) -> bool;
+    /// An output guard that completed at a parked extended reader sets `held`: the hold to wait
+    /// on once the locks are released.
+    unsafe fn try_now(
+        &mut self,
+        queues: &mut Queues,
+        wake: &mut Option<Wake>,
+        held: &mut Option<Arc<Hold>>,
+    ) -> bool;
     /// With the lock held: enqueues an entry for `waiter`, claimed with `index`.
     ///
     /// # Safety
     ///
     /// As for `drainable`; besides, the guard's slot must stay in place until the entry is removed.
     unsafe fn register(&mut self, queues: &mut Queues, waiter: &Waiter, index: usize);
+    /// After this guard was claimed while parked, with every entry removed: an output guard waits
+    /// for the extended reader that took its value, if one did.
+    fn fired(&mut self) {}
 }
 
 struct Input<'a, T> {
@@ -57,9 +67,14 @@ impl<T> Op for Input<'_, T> {
         // SAFETY: the caller passes this channel's locked queues.
         unsafe { self.chan.has_buffered(queues) }
     }
-    unsafe fn try_now(&mut self, queues: &mut Queues, wake: &mut Option<Wake>) -> bool {
+    unsafe fn try_now(
+        &mut self,
+        queues: &mut Queues,
+        wake: &mut Option<Wake>,
+        _held: &mut Option<Arc<Hold>>,
+    ) -> bool {
         // SAFETY: the caller passes this channel's locked queues.
-        *self.slot = unsafe { self.chan.try_take(queues, wake) };
+        *self.slot = unsafe { self.chan.try_take(queues, wake, None) };
         self.slot.is_some()
     }
     unsafe fn register(&mut self, queues: &mut Queues, waiter: &Waiter, index: usize) {
@@ -69,10 +84,66 @@ impl<T> Op for Input<'_, T> {
     }
 }
 
+/// An extended input guard: its hold is what the writer it takes from waits on.
+struct HeldInput<'a, T> {
+    chan: &'a Chan<T>,
+    slot: &'a mut Option<(T, Held)>,
+    /// Where a parked writer's value lands before it moves to `slot` with the hold.
+    value: Option<T>,
+    hold: Arc<Hold>,
+}
+
+impl<T> HeldInput<'_, T> {
+    fn commit(&mut self) {
+        let value = self
+            .value
+            .take()
+            .expect("a committed input guard holds its value");
+        *self.slot = Some((value, Held(Some(Arc::clone(&self.hold)))));
+    }
+}
+
+impl<T> Op for HeldInput<'_, T> {
+    fn control(&self) -> &Control {
+        &self.chan.control
+    }
+    unsafe fn drainable(&self, queues: &mut Queues) -> bool {
+        // SAFETY: the caller passes this channel's locked queues.
+        unsafe { self.chan.has_buffered(queues) }
+    }
+    unsafe fn try_now(
+        &mut self,
+        queues: &mut Queues,
+        wake: &mut Option<Wake>,
+        _held: &mut Option<Arc<Hold>>,
+    ) -> bool {
+        // SAFETY: the caller passes this channel's locked queues.
+        self.value = unsafe { self.chan.try_take(queues, wake, Some(&self.hold)) };
+        if self.value.is_none() {
+            return false;
+        }
+        self.commit();
+        true
+    }
+    unsafe fn register(&mut self, queues: &mut Queues, waiter: &Waiter, index: usize) {
+        let entry = Entry::new(waiter, index, &mut self.value);
+        queues.readers.push_back(if self.chan.is_rendezvous() {
+            entry.holding_writer(&self.hold)
+        } else {
+            entry
+        });
+    }
+    fn fired(&mut self) {
+        self.commit();
+    }
+}
+
 struct Output<'a, T> {
     chan: &'a Chan<T>,
     /// The value offered; emptied once delivered.
     slot: &'a mut Option<T>,
+    /// Where an extended reader that takes the value while this guard is parked leaves its hold.
+    cell: HoldCell,
 }
 
 impl<T> Op for Output<'_, T> {
@@ -82,13 +153,18 @@ impl<T> Op for Output<'_, T> {
     unsafe fn drainable(&self, _queues: &mut Queues) -> bool {
         false
     }
-    unsafe fn try_now(&mut self, queues: &mut Queues, wake: &mut Option<Wake>) -> bool {
+    unsafe fn try_now(
+        &mut self,
+        queues: &mut Queues,
+        wake: &mut Option<Wake>,
+        held: &mut Option<Arc<Hold>>,
+    ) -> bool {
         let value = self
             .slot
             .take()
             .expect("an output guard offers its value once");
         // SAFETY: the caller passes this channel's locked queues.
-        match unsafe { self.chan.try_put(queues, value, wake) } {
+        match unsafe { self.chan.try_put(queues, value, wake, held) } {
             Ok(()) => true,
             Err(v) => {
                 *self.slot = Some(v);
@@ -99,7 +175,10 @@ impl<T> Op for Output<'_, T> {
     unsafe fn register(&mut self, queues: &mut Queues, waiter: &Waiter, index: usize) {
         queues
             .writers
-            .push_back(Entry::new(waiter, index, &mut *self.slot));
+            .push_back(Entry::new(waiter, index, &mut *self.slot).held_in(&self.cell));
+    }
+    fn fired(&mut self) {
+        self.cell.wait();
     }
 }
 
@@ -114,7 +193,23 @@ pub(crate) fn output<'a, T: Send + 'static>(
     chan: &'a Chan<T>,
     slot: &'a mut Option<T>,
 ) -> Guard<'a> {
-    Guard(Box::new(Output { chan, slot }))
+    Guard(Box::new(Output {
+        chan,
+        slot,
+        cell: HoldCell::new(),
+    }))
+}
+
+pub(crate) fn input_held<'a, T: Send + 'static>(
+    chan: &'a Chan<T>,
+    slot: &'a mut Option<(T, Held)>,
+) -> Guard<'a> {
+    Guard(Box::new(HeldInput {
+        chan,
+        slot,
+        value: None,
+        hold: Hold::new(),
+    }))
 }
 
 /// The engine's `Backend::select`.
@@ -152,13 +247,20 @@ pub(crate) fn select(
             ChannelState::Retired => GuardStatus::Dead,
         })?;
 
-        let mut wake = None;
+        let (mut wake, mut held) = (None, None);
         for &i in &live {
             // SAFETY: `locks[lock_of[i]]` is this guard's channel's lock.
-            if unsafe { guards[i].0.try_now(&mut locks[lock_of[i]], &mut wake) } {
+            if unsafe {
+                guards[i]
+                    .0
+                    .try_now(&mut locks[lock_of[i]], &mut wake, &mut held)
+            } {
                 drop(locks);
                 if let Some(w) = wake {
                     w.unpark();
+                }
+                if let Some(h) = held {
+                    h.wait();
                 }
                 return Ok(Some(i));
             }
@@ -183,7 +285,10 @@ pub(crate) fn select(
             unsafe { &*c }.lock().remove(&waiter);
         }
         match outcome {
-            Claim::Fired(i) => return Ok(Some(i as usize)),
+            Claim::Fired(i) => {
+                guards[i as usize].0.fired();
+                return Ok(Some(i as usize));
+            }
             Claim::TimedOut => return Ok(None),
             Claim::Ended => continue,
             Claim::Waiting => unreachable!("a waiter returns once claimed"),

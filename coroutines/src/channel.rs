@@ -22,6 +22,16 @@
 //! Ending a channel (poison, or retirement of the last reader or writer, as core's [`Membership`]
 //! rules) claims every queued waiter with [`Claim::Ended`] and unparks it: no polling and no timeouts. A
 //! woken waiter looks at the channel state again.
+//!
+//! # Extended rendezvous
+//!
+//! An extended reader holds its writer with a [`Hold`]: it releases it when its `Held` is
+//! dropped. Whoever completes the pair passes the hold over under the channel lock. A writer that
+//! arrives at a parked extended reader (whose entry points at the reader's hold) takes a clone of
+//! the hold before the claim and waits on it after. An extended reader that arrives at a parked
+//! writer puts its hold in the writer's own [`HoldCell`] (per entry, so two claimers never share
+//! one) before the claim, and takes it back if the claim fails; the writer looks in its cell once
+//! claimed. On a buffered channel nobody is held.
 
 use crate::CoSlot;
 use cspnet_core::{
@@ -30,7 +40,7 @@ use cspnet_core::{
 };
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -115,6 +125,101 @@ impl Waiter {
     }
 }
 
+/// Where a writer waits while an extended reader runs its action on the writer's value.
+pub(crate) struct Hold {
+    /// Released yet, and who to wake then.
+    state: Mutex<(bool, Option<Wake>)>,
+}
+
+impl Hold {
+    pub(crate) fn new() -> Arc<Hold> {
+        Arc::new(Hold {
+            state: Mutex::new((false, None)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (bool, Option<Wake>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reader is done: the writer goes on.
+    pub(crate) fn release(&self) {
+        let wake = {
+            let mut s = self.lock();
+            s.0 = true;
+            s.1.take()
+        };
+        if let Some(w) = wake {
+            w.unpark();
+        }
+    }
+
+    /// Parks the writer until the reader releases it.
+    pub(crate) fn wait(&self) {
+        loop {
+            {
+                let mut s = self.lock();
+                if s.0 {
+                    return;
+                }
+                s.1 = Some(Wake::current());
+            }
+            park(None);
+        }
+    }
+}
+
+/// Keeps the writer of an extended read waiting until dropped (the engine's `Carries::Held`).
+pub struct Held(pub(crate) Option<Arc<Hold>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.release();
+        }
+    }
+}
+
+/// A parked writer's place for the hold of the extended reader that takes its value: an
+/// `Arc<Hold>` as a raw pointer, or null. Only the claimer of the writer's entry puts one there
+/// (before its claim, and takes it back if the claim fails), and the writer looks only once that
+/// claim succeeded, so the claim word orders the two.
+pub(crate) struct HoldCell(AtomicPtr<Hold>);
+
+impl HoldCell {
+    pub(crate) fn new() -> HoldCell {
+        HoldCell(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    fn put(&self, hold: &Arc<Hold>) {
+        let old = self.0.swap(
+            Arc::into_raw(Arc::clone(hold)).cast_mut(),
+            Ordering::Relaxed,
+        );
+        debug_assert!(old.is_null(), "one claimer at a time fills a cell");
+    }
+
+    fn take(&self) -> Option<Arc<Hold>> {
+        let p = self.0.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: a non-null pointer came from `Arc::into_raw` in `put`, and the swap makes this
+        // its only taker.
+        (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
+    }
+
+    /// After the writer's entry was claimed: waits on the hold its claimer left, if any.
+    pub(crate) fn wait(&self) {
+        if let Some(h) = self.take() {
+            h.wait();
+        }
+    }
+}
+
+impl Drop for HoldCell {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
 /// A parked party's registration on one channel.
 #[derive(Clone, Copy)]
 pub(crate) struct Entry {
@@ -124,6 +229,9 @@ pub(crate) struct Entry {
     fired: Claim,
     /// An `Option<T>` for the channel's `T`: the value offered (writer) or the place for it (reader).
     slot: *mut (),
+    /// Null, or in a reader's entry the reader's [`Hold`] (its writer waits on it), in a writer's
+    /// entry the writer's [`HoldCell`] (its claimer leaves a hold there): the queue says which.
+    hold: *const (),
 }
 
 // SAFETY: an entry is only dereferenced by a holder of its channel's lock while it is queued, and
@@ -136,7 +244,20 @@ impl Entry {
             waiter,
             fired: Claim::fired(index),
             slot: slot.cast(),
+            hold: std::ptr::null(),
         }
+    }
+
+    /// A parked extended reader's entry: a writer that completes it waits on `hold`.
+    pub(crate) fn holding_writer(mut self, hold: &Arc<Hold>) -> Entry {
+        self.hold = Arc::as_ptr(hold).cast();
+        self
+    }
+
+    /// A parked writer's entry: an extended reader that claims it leaves its hold in `cell`.
+    pub(crate) fn held_in(mut self, cell: &HoldCell) -> Entry {
+        self.hold = std::ptr::from_ref(cell).cast();
+        self
     }
 
     fn is_of(&self, waiter: &Waiter) -> bool {
@@ -149,6 +270,8 @@ pub(crate) struct Queues {
     id: usize,
     pub(crate) readers: VecDeque<Entry>,
     pub(crate) writers: VecDeque<Entry>,
+    /// Waiters in `Carries::wait_word` (each on its own stack, kept there until claimed).
+    watchers: Vec<*const Waiter>,
     members: Membership,
 }
 
@@ -170,7 +293,14 @@ pub(crate) struct Control {
     /// quick look.
     state: AtomicU8,
     queues: Mutex<Queues>,
+    /// Core's word (`Carries::word`); a waiter looks at it under the lock, and a waker takes the
+    /// lock after changing it, so no wake is lost.
+    pub(crate) word: AtomicU64,
 }
+
+// SAFETY: the only non-`Send` part is `Queues::watchers`, raw pointers to waiters that are touched
+// only under the lock while the waiter keeps them alive (it waits until claimed).
+unsafe impl Send for Queues {}
 
 impl Control {
     fn new(name: Option<&str>) -> Self {
@@ -183,8 +313,10 @@ impl Control {
                 id,
                 readers: VecDeque::new(),
                 writers: VecDeque::new(),
+                watchers: Vec::new(),
                 members: Membership::default(),
             }),
+            word: AtomicU64::new(0),
         }
     }
 
@@ -204,9 +336,14 @@ impl Control {
         self.state.fetch_max(to as u8, Ordering::AcqRel);
         let queues = &mut *guard;
         let mut wakes = Vec::new();
-        for entry in queues.readers.drain(..).chain(queues.writers.drain(..)) {
-            // SAFETY: the entry was queued and we hold the lock, so its waiter is alive.
-            let waiter = unsafe { &*entry.waiter };
+        let waiters = queues.readers.drain(..).chain(queues.writers.drain(..));
+        let waiters: Vec<*const Waiter> = waiters
+            .map(|e| e.waiter)
+            .chain(queues.watchers.drain(..))
+            .collect();
+        for waiter in waiters {
+            // SAFETY: the waiter was queued and we hold the lock, so it is alive.
+            let waiter = unsafe { &*waiter };
             let wake = waiter.wake.clone();
             if waiter.claim(Claim::Ended) {
                 wakes.push(wake);
@@ -220,6 +357,64 @@ impl Control {
 
     pub(crate) fn poison(&self) {
         self.end(self.lock(), ChannelState::Poisoned);
+    }
+
+    /// `Carries::wait_word`.
+    pub(crate) fn wait_word(&self, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        let look = |done: &mut dyn FnMut(u64) -> bool| {
+            // Poison wins, also over a change of the word that came before it.
+            if self.state() == ChannelState::Poisoned {
+                Some(Err(ChannelError::Poisoned))
+            } else if done(self.word.load(Ordering::SeqCst)) {
+                Some(Ok(()))
+            } else {
+                None
+            }
+        };
+        if let Some(r) = look(done) {
+            return r;
+        }
+        if may::coroutine::is_coroutine() {
+            // Let the coroutines that are ready run first: when they are the ones that change
+            // the word (the rest of a barrier's members arriving), this one finds it changed
+            // without parking, and the waker has one fewer to unpark.
+            may::coroutine::yield_now();
+        }
+        loop {
+            // A first look without the lock: a woken waiter usually finds the word changed, and
+            // many waking at once would otherwise queue for the lock.
+            if let Some(r) = look(done) {
+                return r;
+            }
+            let mut queues = self.lock();
+            if let Some(r) = look(done) {
+                return r;
+            }
+            let waiter = Waiter::new();
+            queues.watchers.push(&waiter);
+            drop(queues);
+            // Claimed (and removed from `watchers`) by `wake_word` or by the channel's end.
+            waiter.wait(Deadline::Never);
+        }
+    }
+
+    /// `Carries::wake_word`.
+    pub(crate) fn wake_word(&self) {
+        let mut wakes = Vec::new();
+        {
+            let mut queues = self.lock();
+            for waiter in queues.watchers.drain(..) {
+                // SAFETY: queued, and we hold the lock: the waiter is alive.
+                let waiter = unsafe { &*waiter };
+                let wake = waiter.wake.clone();
+                if waiter.claim(Claim::fired(0)) {
+                    wakes.push(wake);
+                }
+            }
+        }
+        for wake in wakes {
+            wake.unpark();
+        }
     }
 
     pub(crate) fn join(&self, role: Role) {
@@ -335,18 +530,26 @@ impl<T> Chan<T> {
         &self,
         queues: &mut Queues,
         wake: &mut Option<Wake>,
+        hold: Option<&Arc<Hold>>,
     ) -> Option<T> {
         // SAFETY: the caller holds this channel's lock.
         if let Some(v) = unsafe { self.buffer(queues) }.pop_front() {
             // SAFETY: as above; the entries in our queue are alive while we hold the lock.
-            if let Some(refill) = unsafe { claim_writer::<T>(&mut queues.writers, wake) } {
+            if let Some(refill) = unsafe { claim_writer::<T>(&mut queues.writers, wake, None) } {
                 // SAFETY: as above.
                 unsafe { self.buffer(queues) }.push_back(refill);
             }
             return Some(v);
         }
+        // Only a rendezvous holds its writer.
+        let hold = hold.filter(|_| self.capacity == 0);
         // SAFETY: as above.
-        unsafe { claim_writer::<T>(&mut queues.writers, wake) }
+        unsafe { claim_writer::<T>(&mut queues.writers, wake, hold) }
+    }
+
+    /// Whether a value taken from this channel was handed over (so its writer can be held).
+    pub(crate) fn is_rendezvous(&self) -> bool {
+        self.capacity == 0
     }
 
     /// Puts a value now if it can go: to a parked reader, or into the buffer if it has room.
@@ -360,16 +563,30 @@ impl<T> Chan<T> {
         queues: &mut Queues,
         mut value: T,
         wake: &mut Option<Wake>,
+        held: &mut Option<Arc<Hold>>,
     ) -> Result<(), T> {
         while let Some(entry) = queues.readers.pop_front() {
             // SAFETY: the entry was queued on this `Chan<T>` (so its slot is an `Option<T>`) and
             // we hold the lock, so the slot and the waiter are alive.
             let (slot, waiter) = unsafe { (&mut *entry.slot.cast::<Option<T>>(), &*entry.waiter) };
-            // The value goes in before the claim: once claimed, the reader may run at once.
+            // The value goes in before the claim: once claimed, the reader may run at once. So
+            // does our share of an extended reader's hold, which it may release at once.
             *slot = Some(value);
+            let hold = if !entry.hold.is_null() && self.capacity == 0 {
+                let h = entry.hold.cast::<Hold>();
+                // SAFETY: a reader entry's `hold` comes from an `Arc<Hold>` that the parked reader
+                // keeps while its entry is queued, and the entry is ours under the lock.
+                Some(unsafe {
+                    Arc::increment_strong_count(h);
+                    Arc::from_raw(h)
+                })
+            } else {
+                None
+            };
             let w = waiter.wake.clone();
             if waiter.claim(entry.fired) {
                 *wake = Some(w);
+                *held = hold;
                 return Ok(());
             }
             // Claimed elsewhere (another guard, an end, a timeout): it never reads this slot.
@@ -399,6 +616,19 @@ impl<T> Chan<T> {
     /// hands one over. A retired channel still gives up what it buffered.
     #[inline]
     pub(crate) fn read(&self) -> Result<T, ChannelError> {
+        self.take(None)
+    }
+
+    /// A read that holds the writer until the returned [`Held`] is dropped.
+    pub(crate) fn read_held(&self) -> Result<(T, Held), ChannelError> {
+        let hold = Hold::new();
+        let value = self.take(Some(&hold))?;
+        // A buffered value's writer went on long ago; nobody waits on the hold then.
+        Ok((value, Held(Some(hold))))
+    }
+
+    #[inline(always)]
+    fn take(&self, hold: Option<&Arc<Hold>>) -> Result<T, ChannelError> {
         loop {
             let mut queues = self.control.lock();
             match self.control.state() {
@@ -412,7 +642,7 @@ impl<T> Chan<T> {
             }
             let mut wake = None;
             // SAFETY: `queues` is this channel's lock.
-            if let Some(v) = unsafe { self.try_take(&mut queues, &mut wake) } {
+            if let Some(v) = unsafe { self.try_take(&mut queues, &mut wake, hold) } {
                 drop(queues);
                 if let Some(w) = wake {
                     w.unpark();
@@ -422,7 +652,10 @@ impl<T> Chan<T> {
             let waiter = Waiter::new();
             let mut slot: Option<T> = None;
             let slot_ptr: *mut Option<T> = &mut slot;
-            queues.readers.push_back(Entry::new(&waiter, 0, slot_ptr));
+            let entry = Entry::new(&waiter, 0, slot_ptr);
+            queues
+                .readers
+                .push_back(hold.map_or(entry, |h| entry.holding_writer(h)));
             drop(queues);
             // Fired, the writer's value is in the slot (its entry was dequeued by the claimer);
             // Ended, the channel ended and dequeued it: look again.
@@ -440,13 +673,16 @@ impl<T> Chan<T> {
         loop {
             let mut queues = self.control.lock();
             self.control.state().check()?;
-            let mut wake = None;
+            let (mut wake, mut held) = (None, None);
             // SAFETY: `queues` is this channel's lock.
-            match unsafe { self.try_put(&mut queues, value, &mut wake) } {
+            match unsafe { self.try_put(&mut queues, value, &mut wake, &mut held) } {
                 Ok(()) => {
                     drop(queues);
                     if let Some(w) = wake {
                         w.unpark();
+                    }
+                    if let Some(h) = held {
+                        h.wait();
                     }
                     return Ok(());
                 }
@@ -455,9 +691,13 @@ impl<T> Chan<T> {
             let waiter = Waiter::new();
             let mut slot = Some(value);
             let slot_ptr: *mut Option<T> = &mut slot;
-            queues.writers.push_back(Entry::new(&waiter, 0, slot_ptr));
+            let cell = HoldCell::new();
+            queues
+                .writers
+                .push_back(Entry::new(&waiter, 0, slot_ptr).held_in(&cell));
             drop(queues);
             if waiter.wait(Deadline::Never) == Claim::Fired(0) {
+                cell.wait();
                 return Ok(());
             }
             // Ended: the channel dequeued the entry unclaimed, so the value is still ours.
@@ -467,21 +707,40 @@ impl<T> Chan<T> {
     }
 }
 
-/// Takes the value of the first parked writer that can still be claimed.
+/// Takes the value of the first parked writer that can still be claimed; with `hold`, the writer
+/// waits on it once claimed.
 ///
 /// # Safety
 ///
 /// `writers` must be the writer queue of a `Chan<T>` whose lock the caller holds.
-unsafe fn claim_writer<T>(writers: &mut VecDeque<Entry>, wake: &mut Option<Wake>) -> Option<T> {
+unsafe fn claim_writer<T>(
+    writers: &mut VecDeque<Entry>,
+    wake: &mut Option<Wake>,
+    hold: Option<&Arc<Hold>>,
+) -> Option<T> {
     while let Some(entry) = writers.pop_front() {
         // SAFETY: queued on a `Chan<T>` whose lock we hold: slot and waiter are alive.
         let (slot, waiter) = unsafe { (&mut *entry.slot.cast::<Option<T>>(), &*entry.waiter) };
-        // The value comes out before the claim: once claimed, the writer may return at once.
+        // The value comes out, and the hold goes in, before the claim: once claimed, the writer
+        // may look at both at once.
         let value = slot.take();
+        let cell = match hold {
+            // SAFETY: a writer entry's `hold` is its cell, in the parked writer's frame (or
+            // guard), alive while the entry is queued; only this entry's claimer fills it.
+            Some(_) if !entry.hold.is_null() => Some(unsafe { &*entry.hold.cast::<HoldCell>() }),
+            _ => None,
+        };
+        if let (Some(h), Some(cell)) = (hold, cell) {
+            cell.put(h);
+        }
         let w = waiter.wake.clone();
         if waiter.claim(entry.fired) {
             *wake = Some(w);
             return value;
+        }
+        // Claimed elsewhere: the writer never looks in this entry's cell.
+        if let Some(cell) = cell {
+            drop(cell.take());
         }
         *slot = value;
     }

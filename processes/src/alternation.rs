@@ -6,6 +6,7 @@
 //! runs the winner's action; this module is only the bridge between its typed slots and the
 //! engine's byte payloads.
 
+use crate::channel::Held;
 use crate::codec;
 use crate::engine::{Fired, Spec, Taken, Want, run};
 use cspnet_core::{ChannelError, Deadline};
@@ -14,8 +15,9 @@ use serde::de::DeserializeOwned;
 
 /// What the engine does with a guard's typed slot, type-erased over the payload.
 trait Slot {
-    /// An input committed: the value taken goes into the slot.
-    fn fill(&mut self, taken: Taken);
+    /// An input committed: the value taken goes into the slot (with, for an extended input, the
+    /// record of the writer it holds).
+    fn fill(&mut self, taken: Taken, holder: u64);
     /// An output's value was delivered.
     fn clear(&mut self);
     /// A `Vec<u8>` moved out to be offered as its own encoding comes back undelivered.
@@ -23,7 +25,7 @@ trait Slot {
 }
 
 impl<T: DeserializeOwned + 'static> Slot for Option<T> {
-    fn fill(&mut self, taken: Taken) {
+    fn fill(&mut self, taken: Taken, _holder: u64) {
         *self = Some(taken.decode());
     }
     fn clear(&mut self) {
@@ -32,6 +34,18 @@ impl<T: DeserializeOwned + 'static> Slot for Option<T> {
     fn give_back(&mut self, bytes: Vec<u8>) {
         *self = Some(codec::decode_owned(bytes));
     }
+}
+
+/// An extended input guard's slot: the value and what holds its writer.
+struct HeldSlot<'a, T>(&'a mut Option<(T, Held)>);
+
+impl<T: DeserializeOwned + 'static> Slot for HeldSlot<'_, T> {
+    fn fill(&mut self, taken: Taken, holder: u64) {
+        let held = Held { writer: holder };
+        *self.0 = Some((taken.decode(), held));
+    }
+    fn clear(&mut self) {}
+    fn give_back(&mut self, _bytes: Vec<u8>) {}
 }
 
 /// An output guard's value, encoded.
@@ -58,18 +72,34 @@ impl Offer {
 /// value is read into or offered from, and an output's encoded value.
 pub struct Guard<'a> {
     chan: u64,
-    slot: &'a mut dyn Slot,
+    slot: SlotRef<'a>,
     /// `None` for an input (and for an output once delivered).
     offer: Option<Offer>,
+}
+
+/// A guard's slot: core's own, or an extended input's wrapper around it.
+enum SlotRef<'a> {
+    Plain(&'a mut dyn Slot),
+    Held(Box<dyn Slot + 'a>),
+}
+
+impl SlotRef<'_> {
+    fn get(&mut self) -> &mut dyn Slot {
+        match self {
+            SlotRef::Plain(s) => &mut **s,
+            SlotRef::Held(s) => &mut **s,
+        }
+    }
 }
 
 impl Guard<'_> {
     fn spec(&self) -> Spec<'_> {
         Spec {
             chan: self.chan,
-            want: match &self.offer {
-                Some(offer) => Want::Write(offer.bytes()),
-                None => Want::Read,
+            want: match (&self.offer, &self.slot) {
+                (Some(offer), _) => Want::Write(offer.bytes()),
+                (None, SlotRef::Held(_)) => Want::ReadHeld,
+                (None, SlotRef::Plain(_)) => Want::Read,
             },
         }
     }
@@ -78,7 +108,7 @@ impl Guard<'_> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         if let Some(Offer::Moved(bytes)) = self.offer.take() {
-            self.slot.give_back(bytes);
+            self.slot.get().give_back(bytes);
         }
     }
 }
@@ -89,7 +119,18 @@ where
 {
     Guard {
         chan,
-        slot,
+        slot: SlotRef::Plain(slot),
+        offer: None,
+    }
+}
+
+pub(crate) fn input_held<'a, T>(chan: u64, slot: &'a mut Option<(T, Held)>) -> Guard<'a>
+where
+    T: DeserializeOwned + 'static,
+{
+    Guard {
+        chan,
+        slot: SlotRef::Held(Box::new(HeldSlot(slot))),
         offer: None,
     }
 }
@@ -115,7 +156,7 @@ where
     };
     Guard {
         chan,
-        slot,
+        slot: SlotRef::Plain(slot),
         offer: Some(offer),
     }
 }
@@ -139,15 +180,15 @@ pub(crate) fn select(
         run(&specs, order, deadline)?
     };
     match fired {
-        Fired::Guard(i, taken) => {
+        Fired::Guard(i, taken, holder) => {
             let g = &mut guards[i];
             match taken {
-                Some(taken) => g.slot.fill(taken),
+                Some(taken) => g.slot.get().fill(taken, holder),
                 // Delivered: the value is the reader's (or the buffer's) now.
                 None => {
                     if let Some(Offer::Encoded(_)) = g.offer.take() {
                         // The value itself stayed in the slot; a moved one is already out.
-                        g.slot.clear();
+                        g.slot.get().clear();
                     }
                 }
             }

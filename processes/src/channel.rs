@@ -65,6 +65,11 @@ pub(crate) fn recording_serialized<R>(f: impl FnOnce() -> R) -> (R, Vec<(u64, Ro
     (r, held)
 }
 
+/// Whether a census is being taken now (see the module docs).
+pub(crate) fn taking_census() -> bool {
+    CENSUS.with(|c| c.borrow().is_some())
+}
+
 fn counted_in_census(chan: u64, role: Role) -> bool {
     CENSUS.with(|c| match c.borrow_mut().as_mut() {
         Some(list) => {
@@ -217,7 +222,24 @@ impl Chan {
             want: Want::Read,
         };
         match run(&[spec], &[0], Deadline::Never)? {
-            Fired::Guard(_, Some(taken)) => Ok(taken.decode()),
+            Fired::Guard(_, Some(taken), _) => Ok(taken.decode()),
+            _ => unreachable!("a lone read commits with a value or fails"),
+        }
+    }
+
+    /// An extended read: the writer stays held until the returned [`Held`] is dropped.
+    pub(crate) fn read_held<T: DeserializeOwned + 'static>(
+        &self,
+    ) -> Result<(T, Held), ChannelError> {
+        let spec = Spec {
+            chan: self.off,
+            want: Want::ReadHeld,
+        };
+        match run(&[spec], &[0], Deadline::Never)? {
+            Fired::Guard(_, Some(taken), writer) => {
+                let held = Held { writer };
+                Ok((taken.decode(), held))
+            }
             _ => unreachable!("a lone read commits with a value or fails"),
         }
     }
@@ -232,6 +254,18 @@ impl Chan {
             want: Want::Write(encoded.bytes()),
         };
         run(&[spec], &[0], Deadline::Never).map(drop)
+    }
+}
+
+/// Keeps the writer of an extended read waiting until dropped (the engine's `Carries::Held`): the
+/// offset of the writer's waiter record, whose `hold` word it zeroes.
+pub struct Held {
+    pub(crate) writer: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        engine::release_writer(self.writer);
     }
 }
 

@@ -45,6 +45,8 @@ const K_WRITE: u32 = 1;
 const K_WRITE_PENDING: u32 = 2;
 /// Waits for heap space (linked on the header's heap queue).
 const K_HEAP: u32 = 3;
+/// An extended read: the writer it commits stays held until the reader releases it.
+const K_READ_HELD: u32 = 4;
 
 /// Payloads up to this size are copied out under the lock and freed at once.
 const SMALL: u64 = 4096;
@@ -270,6 +272,33 @@ pub(crate) fn end_channel(l: &mut Locked, c: u64, to: ChannelState) {
     alert_list(l, writeq(c));
     // A writer waiting for heap space without a record must see the channel's end too.
     l.wake_space_waiters();
+    if next == ChannelState::Poisoned {
+        wake_word(c); // and so must a process in `wait_word`
+    }
+}
+
+/// `Carries::wait_word`: sleeps on the channel's wake sequence, read before the word, so a change
+/// of the word (or poison) after that read is followed by a bump that the futex sees.
+pub(crate) fn wait_word(c: u64, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+    let rec = segment().rec::<ChanRec>(c);
+    loop {
+        let seq = rec.word_seq.load(Ordering::SeqCst);
+        // Poison wins, also over a change of the word that came before it.
+        if state_now(c) == ChannelState::Poisoned {
+            return Err(ChannelError::Poisoned);
+        }
+        if done(rec.word.load(Ordering::SeqCst)) {
+            return Ok(());
+        }
+        futex::wait(&rec.word_seq, seq, Deadline::Never);
+    }
+}
+
+/// `Carries::wake_word`: bumps the wake sequence and wakes every sleeper.
+pub(crate) fn wake_word(c: u64) {
+    let rec = segment().rec::<ChanRec>(c);
+    rec.word_seq.fetch_add(1, Ordering::SeqCst);
+    futex::wake(&rec.word_seq, i32::MAX);
 }
 
 /// Creates a channel record with no handles or ends counted yet (the caller joins at once) for up
@@ -303,6 +332,8 @@ pub(crate) fn new_channel(l: &mut Locked, capacity: usize) -> Result<u64, HeapEr
         q.head.set(NIL);
         q.tail.set(NIL);
     }
+    ch.word.store(0, Ordering::Relaxed);
+    ch.word_seq.store(0, Ordering::Relaxed);
     ch.all_next.set(head);
     ch.all_prev.set(NIL);
     if head != NIL {
@@ -493,6 +524,11 @@ fn waiter_for(l: &mut Locked, need: usize) -> Option<u64> {
         }
         let cap = need.max(4);
         let off = l.alloc(WAITER_SIZE + cap * ENTRY_SIZE).ok().flatten()?;
+        // A fresh allocation holds old bytes; nobody holds this thread's writes yet. (A grown
+        // record replaces one that is not held either: its thread is not waiting.)
+        let rec = l.waiter(off);
+        rec.hold.store(0, Ordering::Relaxed);
+        rec.holder.set(NIL);
         let old = w.off.replace(off);
         w.cap.set(cap as u64);
         if old != NIL {
@@ -508,6 +544,8 @@ fn waiter_for(l: &mut Locked, need: usize) -> Option<u64> {
 /// What one guard wants from its channel.
 pub(crate) enum Want<'v> {
     Read,
+    /// An extended read: the writer committed stays held until [`release_writer`].
+    ReadHeld,
     Write(&'v [u8]),
 }
 
@@ -519,8 +557,9 @@ pub(crate) struct Spec<'v> {
 
 /// How an operation ended.
 pub(crate) enum Fired {
-    /// Guard `i` committed; inputs carry the value taken.
-    Guard(usize, Option<Taken>),
+    /// Guard `i` committed; inputs carry the value taken, an extended read also the record of
+    /// the writer it holds (`NIL` for none: pass it to [`release_writer`]).
+    Guard(usize, Option<Taken>, u64),
     /// The Skip or Timeout fired.
     Fallback,
 }
@@ -581,12 +620,104 @@ fn commit_first(l: &mut Locked, list: u64, kind: u32, got: Slot) -> Option<Slot>
     None
 }
 
+/// Takes a value from channel `c` for an extended read: as [`try_read`], but a waiting writer it
+/// commits (on a rendezvous channel) is held: its record's `hold` is set before the claim. Returns
+/// the value and the held writer's record (`NIL` for a buffered value).
+fn try_read_held(l: &mut Locked, c: u64) -> Option<(Slot, u64)> {
+    if l.chan(c).capacity.get() > 0 {
+        return try_read(l, c).map(|s| (s, NIL));
+    }
+    let mut e = l.list(writeq(c)).head.get();
+    while e != NIL {
+        let ent = l.entry(e);
+        let (k, w, guard, payload, next) = (
+            ent.kind.get(),
+            ent.waiter.get(),
+            ent.guard.get(),
+            ent.payload.get(),
+            ent.next.get(),
+        );
+        if k == K_WRITE && l.waiter(w).state.load(Ordering::Relaxed).is_waiting() {
+            // Published by the claim's release, before the writer can see it is committed.
+            l.waiter(w).hold.store(1, Ordering::Relaxed);
+            if commit(l, w, guard, Slot::default()) {
+                return Some((payload, w));
+            }
+            l.waiter(w).hold.store(0, Ordering::Relaxed);
+        }
+        e = next;
+    }
+    None
+}
+
+/// Lets go of the writer an extended read held (`NIL`: none).
+pub(crate) fn release_writer(w: u64) {
+    if w == NIL {
+        return;
+    }
+    let hold = &segment().rec::<WaiterRec>(w).hold;
+    hold.store(0, Ordering::SeqCst);
+    futex::wake(hold, 1);
+}
+
+/// After a write committed: waits while an extended reader holds it.
+fn wait_while_held() {
+    let w = WAITER.with(|w| w.off.get());
+    if w == NIL {
+        return;
+    }
+    let hold = &segment().rec::<WaiterRec>(w).hold;
+    while hold.load(Ordering::Acquire) != 0 {
+        futex::wait(hold, 1, Deadline::Never);
+    }
+}
+
+/// Commits the first waiting reader of channel `c` with `slot`. An extended reader (on a
+/// rendezvous channel) holds the writer, whose record `me` it is told about before the claim;
+/// with no record (`None`: the heap is full) the writer passes extended readers by.
+fn commit_reader(l: &mut Locked, c: u64, slot: Slot, me: Option<u64>) -> bool {
+    let rendezvous = l.chan(c).capacity.get() == 0;
+    let mut e = l.list(readq(c)).head.get();
+    while e != NIL {
+        let ent = l.entry(e);
+        let (k, w, guard, next) = (
+            ent.kind.get(),
+            ent.waiter.get(),
+            ent.guard.get(),
+            ent.next.get(),
+        );
+        match (k, me) {
+            (K_READ, _) if commit(l, w, guard, slot) => return true,
+            (K_READ_HELD, Some(me))
+                if rendezvous && l.waiter(w).state.load(Ordering::Relaxed).is_waiting() =>
+            {
+                l.waiter(w).holder.set(me);
+                l.waiter(me).hold.store(1, Ordering::Relaxed);
+                if commit(l, w, guard, slot) {
+                    return true;
+                }
+                l.waiter(me).hold.store(0, Ordering::Relaxed);
+            }
+            (K_READ_HELD, _) if !rendezvous => {
+                l.waiter(w).holder.set(NIL);
+                if commit(l, w, guard, slot) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        e = next;
+    }
+    false
+}
+
 /// Delivers `slot` on channel `c` if it can be now: to a waiting reader, or into the buffer.
-fn try_write(l: &mut Locked, c: u64, slot: Slot) -> bool {
+/// `me` is the writer's waiter record, for an extended reader to hold.
+fn try_write(l: &mut Locked, c: u64, slot: Slot, me: Option<u64>) -> bool {
     if state(l, c) != ChannelState::Open {
         return false;
     }
-    if commit_first(l, readq(c), K_READ, slot).is_some() {
+    if commit_reader(l, c, slot, me) {
         return true;
     }
     let ch = l.chan(c);
@@ -699,6 +830,21 @@ pub(crate) fn run(
     deadline: Deadline,
 ) -> Result<Fired, ChannelError> {
     debug_assert!(!specs.is_empty(), "an operation has at least one guard");
+    let fired = run_locked(specs, order, deadline)?;
+    if let Fired::Guard(i, None, _) = fired
+        && matches!(specs[i].want, Want::Write(_))
+    {
+        // Unlocked now: an extended reader that took the value may still hold us.
+        wait_while_held();
+    }
+    Ok(fired)
+}
+
+fn run_locked(
+    specs: &[Spec<'_>],
+    order: &[usize],
+    deadline: Deadline,
+) -> Result<Fired, ChannelError> {
     let mut op = Operation::new(specs, order, deadline);
     loop {
         op.lock();
@@ -845,15 +991,22 @@ impl<'s, 'v> Operation<'s, 'v> {
             match self.specs[i].want {
                 Want::Read => {
                     if let Some(slot) = try_read(l, c) {
-                        return Some(Fired::Guard(i, Some(take(l, slot))));
+                        return Some(Fired::Guard(i, Some(take(l, slot)), NIL));
+                    }
+                }
+                Want::ReadHeld => {
+                    if let Some((slot, writer)) = try_read_held(l, c) {
+                        return Some(Fired::Guard(i, Some(take(l, slot)), writer));
                     }
                 }
                 Want::Write(_) => {
-                    if let Some(slot) = self.offered[i]
-                        && try_write(l, c, slot)
-                    {
-                        self.offered[i] = None; // handed over to a reader or the buffer
-                        return Some(Fired::Guard(i, None));
+                    if let Some(slot) = self.offered[i] {
+                        // The record an extended reader would hold (the one `register` uses).
+                        let me = waiter_for(l, self.specs.len() + 1);
+                        if try_write(l, c, slot, me) {
+                            self.offered[i] = None; // handed over to a reader or the buffer
+                            return Some(Fired::Guard(i, None, NIL));
+                        }
                     }
                 }
             }
@@ -893,6 +1046,7 @@ impl<'s, 'v> Operation<'s, 'v> {
         rec.state.reset();
         rec.sleeping.store(0, Ordering::Relaxed);
         rec.used.set(0);
+        rec.holder.set(NIL);
         // A matcher walks a queue from its head, so when two guards wait on the same channel the
         // one registered first is the one it commits: register in the policy's order.
         let mut used = 0u64;
@@ -903,6 +1057,7 @@ impl<'s, 'v> Operation<'s, 'v> {
             }
             let (kind, payload, list) = match self.specs[i].want {
                 Want::Read => (K_READ, Slot::default(), readq(c)),
+                Want::ReadHeld => (K_READ_HELD, Slot::default(), readq(c)),
                 Want::Write(_) => match self.offered[i] {
                     Some(s) => (K_WRITE, s, writeq(c)),
                     None => (K_WRITE_PENDING, Slot::default(), writeq(c)),
@@ -959,7 +1114,7 @@ impl<'s, 'v> Operation<'s, 'v> {
         }
         if !timed_out
             && let Claim::Fired(i) = word.load(Ordering::Acquire)
-            && let Some(fired) = self.finish_unlocked(i as usize, rec.got.get())
+            && let Some(fired) = self.finish_unlocked(i as usize, rec.got.get(), rec.holder.get())
         {
             return Some(fired);
         }
@@ -978,10 +1133,11 @@ impl<'s, 'v> Operation<'s, 'v> {
             Claim::Fired(i) => {
                 let (i, got) = (i as usize, rec.got.get());
                 Some(match self.specs[i].want {
-                    Want::Read => Fired::Guard(i, Some(take(l, got))),
+                    Want::Read => Fired::Guard(i, Some(take(l, got)), NIL),
+                    Want::ReadHeld => Fired::Guard(i, Some(take(l, got)), rec.holder.get()),
                     Want::Write(_) => {
                         self.offered[i] = None; // the reader (or the buffer) owns it now
-                        Fired::Guard(i, None)
+                        Fired::Guard(i, None, NIL)
                     }
                 })
             }
@@ -994,7 +1150,7 @@ impl<'s, 'v> Operation<'s, 'v> {
     /// Committed as guard `i`: the committer unlinked our entries, so finish without the lock when
     /// nothing of ours is left in the heap but the value we were given. `None` when the lock is
     /// needed after all (other output values to free, or a large value to decode in place).
-    fn finish_unlocked(&mut self, i: usize, got: Slot) -> Option<Fired> {
+    fn finish_unlocked(&mut self, i: usize, got: Slot, holder: u64) -> Option<Fired> {
         let others = self
             .offered
             .iter()
@@ -1006,14 +1162,18 @@ impl<'s, 'v> Operation<'s, 'v> {
         match self.specs[i].want {
             Want::Write(_) => {
                 self.offered[i] = None; // the reader (or the buffer) owns it now
-                Some(Fired::Guard(i, None))
+                Some(Fired::Guard(i, None, NIL))
             }
-            Want::Read if got.len <= SMALL => {
+            Want::Read | Want::ReadHeld if got.len <= SMALL => {
                 let bytes = segment().read_payload(got);
                 defer_free(got.off);
-                Some(Fired::Guard(i, Some(Taken::Local(bytes))))
+                let holder = match self.specs[i].want {
+                    Want::ReadHeld => holder,
+                    _ => NIL,
+                };
+                Some(Fired::Guard(i, Some(Taken::Local(bytes)), holder))
             }
-            Want::Read => None,
+            Want::Read | Want::ReadHeld => None,
         }
     }
 

@@ -273,6 +273,10 @@ impl Backend for Processes {
     fn next_id() -> ProcessId {
         ProcessId::new(shm::segment().next_id())
     }
+
+    fn taking_census() -> bool {
+        channel::taking_census()
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -280,6 +284,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes 
     type Chan = channel::Chan;
     type Start = process::Start<T>;
     type Running = process::Running;
+    type Held = channel::Held;
 
     fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
         channel::Chan::new(name, capacity)
@@ -314,8 +319,26 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Carries<T> for Processes 
     fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::input(chan.off, slot)
     }
+    fn read_held(chan: &Self::Chan) -> Result<(T, Self::Held), ChannelError> {
+        chan.read_held()
+    }
+    fn input_held<'a>(
+        chan: &'a Self::Chan,
+        slot: &'a mut Option<(T, Self::Held)>,
+    ) -> Self::Guard<'a> {
+        alternation::input_held(chan.off, slot)
+    }
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::output(chan.off, slot)
+    }
+    fn word(chan: &Self::Chan) -> &std::sync::atomic::AtomicU64 {
+        &shm::segment().rec::<shm::ChanRec>(chan.off).word
+    }
+    fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        engine::wait_word(chan.off, done)
+    }
+    fn wake_word(chan: &Self::Chan) {
+        engine::wake_word(chan.off);
     }
     fn closure<F>(body: F) -> Self::Start
     where

@@ -100,10 +100,10 @@ unsafe impl Record for AtomicU32 {}
 unsafe impl Record for List {}
 // SAFETY: repr(C), two Words.
 unsafe impl Record for SlotCell {}
-// SAFETY: repr(C), an AtomicU32, a Word32, Words and Lists.
+// SAFETY: repr(C), AtomicU32s, a Word32, Words, an AtomicU64 and Lists.
 unsafe impl Record for ChanRec {}
-// SAFETY: repr(C), a ClaimWord (a transparent AtomicU32, checked below), a Word32, a SlotCell and
-// a Word.
+// SAFETY: repr(C), a ClaimWord (a transparent AtomicU32, checked below), AtomicU32s, a SlotCell and
+// Words.
 unsafe impl Record for WaiterRec {}
 // The claim word is core's `#[repr(transparent)]` std `AtomicU32` (loom's stands in only under
 // `cfg(loom)`, which builds core's own model alone): one futex word, any bit pattern valid.
@@ -225,6 +225,12 @@ pub(crate) struct ChanRec {
     pub(crate) writeq: List,
     pub(crate) all_next: Word,
     pub(crate) all_prev: Word,
+    /// Core's word (`Carries::word`).
+    pub(crate) word: AtomicU64,
+    /// Bumped by every `wake_word` and by poison: the futex a `wait_word` sleeps on.
+    pub(crate) word_seq: AtomicU32,
+    /// Keeps the record a multiple of 8 bytes with no implicit padding.
+    pub(crate) word_pad: AtomicU32,
 }
 
 /// One blocked operation or alternation: a futex word, followed in the same allocation by room
@@ -243,6 +249,14 @@ pub(crate) struct WaiterRec {
     pub(crate) got: SlotCell,
     /// Entries in use after the record.
     pub(crate) used: Word,
+    /// Nonzero while an extended reader holds this thread's last write: its futex word (the
+    /// writer sleeps on it; the reader zeroes it and wakes it).
+    pub(crate) hold: AtomicU32,
+    /// Keeps `holder` 8-aligned with no implicit padding.
+    pub(crate) hold_pad: AtomicU32,
+    /// For an extended reader committed while it waited: the record of the writer it holds (set
+    /// by that writer before the claim), or `NIL`.
+    pub(crate) holder: Word,
 }
 
 /// A waiter's registration on one queue.

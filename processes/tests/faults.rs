@@ -8,7 +8,7 @@
 #![cfg(target_os = "linux")]
 
 use cspnet_core::Cause;
-use cspnet_processes::{Channel, ChannelError, Outcome, parallel, process, spawn};
+use cspnet_processes::{Barrier, Channel, ChannelError, Outcome, parallel, process, spawn};
 
 /// The pid is gone: not our child any more (reaped) and not in /proc.
 fn assert_reaped(pid: i32) {
@@ -338,4 +338,44 @@ fn a_stack_overflow_ends_only_that_child_and_is_reported() {
         &Cause::Crashed("killed by signal 6 (SIGABRT)".into())
     );
     assert_eq!(c.reader().read(), Err(ChannelError::Poisoned));
+}
+
+#[test]
+fn a_member_killed_while_enrolled_poisons_the_barrier() {
+    // The victim is enrolled but never syncs (it blocks reading `x`), so the bystander's sync can
+    // only end by poison, whether it starts before or after the kill.
+    let b = Barrier::new();
+    let (victim_end, bystander_end) = (b.enroll(), b.enroll());
+    drop(b);
+    let ready = Channel::<i32>::new();
+    let x = Channel::<u32>::new();
+    let report = Channel::<String>::with_buffer(1);
+    let (ready_r, ready_w) = (ready.reader(), ready.writer());
+    let (x_r, x_w) = (x.reader(), x.writer());
+    let (rep_r, rep_w) = (report.reader(), report.writer());
+    let handle = spawn([
+        process(move || {
+            let _enrolled = &victim_end;
+            ready_w.write(std::process::id() as i32)?;
+            x_r.read()?; // blocks: the test never writes to x
+            Ok(0)
+        })
+        .named("victim"),
+        process(move || {
+            rep_w.write(format!("{:?}", bystander_end.sync()))?;
+            Ok(1)
+        })
+        .named("bystander"),
+    ]);
+    let pid = ready_r.read().unwrap();
+    // SAFETY: kill on the pid of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let err = handle.join().expect_err("the victim must be reported");
+    assert_eq!(err.first().process(), "victim", "{err}");
+    assert_eq!(
+        rep_r.read(),
+        Ok(format!("{:?}", Err::<(), _>(ChannelError::Poisoned)))
+    );
+    drop(x_w);
+    assert_reaped(pid);
 }

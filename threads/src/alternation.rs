@@ -7,10 +7,12 @@
 //! stays live until drained. The select is biased: it tries the guards in the order core's
 //! `Policy` chose, which is what makes `select` uniformly random and `fair_select` rotate.
 
-use crate::channel::{Control, Raw, Room};
+use crate::channel::{Control, Held, Msg, Raw, Room, wait_for_reader};
 use crossbeam_channel::{Receiver, Select, SelectedOperation, Sender};
 use cspnet_core::{ChannelError, ChannelState, Deadline, GuardStatus, live_guards};
 use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// One channel guard, as the threads engine waits on it.
 pub struct Guard<'a>(Box<dyn Op + 'a>);
@@ -30,7 +32,7 @@ trait Op {
 struct Input<'a, T> {
     control: &'a Control,
     room: Option<&'a Room>,
-    rx: Option<Receiver<T>>,
+    rx: Option<Receiver<Msg<T>>>,
     slot: Cell<Option<&'a mut Option<T>>>,
 }
 
@@ -56,11 +58,14 @@ impl<T> Op for Input<'_, T> {
             .rx
             .as_ref()
             .expect("only guards with an endpoint are registered");
-        let Ok(value) = op.recv(rx) else {
+        let Ok((value, ticket)) = op.recv(rx) else {
             return false;
         };
         if let Some(room) = self.room {
             room.freed();
+        }
+        if let Some(t) = ticket {
+            t.release();
         }
         let slot = self.slot.take().expect("a guard commits once");
         *slot = Some(value);
@@ -68,9 +73,63 @@ impl<T> Op for Input<'_, T> {
     }
 }
 
+/// An extended input guard: counted at its channel as an extended reader while it exists, and
+/// when it commits, the count goes with the value's [`Held`].
+struct HeldInput<'a, T> {
+    control: &'a Arc<Control>,
+    room: Option<&'a Room>,
+    rx: Option<Receiver<Msg<T>>>,
+    slot: Cell<Option<&'a mut Option<(T, Held)>>>,
+    /// Whether this guard still owns its count (a committed guard hands it to the `Held`).
+    counted: Cell<bool>,
+}
+
+impl<T> Op for HeldInput<'_, T> {
+    fn control(&self) -> &Control {
+        self.control
+    }
+    fn is_input(&self) -> bool {
+        true
+    }
+    fn has_endpoint(&self) -> bool {
+        self.rx.is_some()
+    }
+    fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
+        sel.recv(
+            self.rx
+                .as_ref()
+                .expect("only guards with an endpoint are registered"),
+        )
+    }
+    fn complete(&self, op: SelectedOperation<'_>) -> bool {
+        let rx = self
+            .rx
+            .as_ref()
+            .expect("only guards with an endpoint are registered");
+        let Ok((value, ticket)) = op.recv(rx) else {
+            return false;
+        };
+        if let Some(room) = self.room {
+            room.freed();
+        }
+        let slot = self.slot.take().expect("a guard commits once");
+        self.counted.set(false);
+        *slot = Some((value, Held::new(ticket, Arc::clone(self.control))));
+        true
+    }
+}
+
+impl<T> Drop for HeldInput<'_, T> {
+    fn drop(&mut self) {
+        if self.counted.get() {
+            self.control.extended.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 struct Output<'a, T> {
     control: &'a Control,
-    tx: Option<Sender<T>>,
+    tx: Option<Sender<Msg<T>>>,
     /// A large buffer's limit and its token's receiver: the guard waits for the token, then
     /// sends on the unbounded channel, which never waits.
     room: Option<(&'a Room, Option<Receiver<()>>)>,
@@ -101,12 +160,14 @@ impl<T> Op for Output<'_, T> {
             .expect("only guards with an endpoint are registered");
         let slot = self.slot.take().expect("a guard commits once");
         let value = slot.take().expect("an output guard offers a value");
+        let (ticket, number) = self.control.ticket();
+        let value = (value, ticket);
         let sent = match &self.room {
             Some((room, token)) => {
                 let token = token.as_ref().expect("registered with its token receiver");
                 if op.recv(token).is_err() {
                     // No reader is left to make room: the value stays the alternation's.
-                    *slot = Some(value);
+                    *slot = Some(value.0);
                     self.slot.set(Some(slot));
                     return false;
                 }
@@ -116,10 +177,13 @@ impl<T> Op for Output<'_, T> {
             None => op.send(tx, value),
         };
         match sent {
-            Ok(()) => true,
+            Ok(()) => {
+                wait_for_reader(self.control, number);
+                true
+            }
             Err(back) => {
                 // Not delivered: the value stays the alternation's.
-                *slot = Some(back.into_inner());
+                *slot = Some(back.into_inner().0);
                 self.slot.set(Some(slot));
                 false
             }
@@ -133,6 +197,21 @@ pub(crate) fn input<'a, T: Send + 'static>(raw: &'a Raw<T>, slot: &'a mut Option
         room: raw.ends.room.as_ref(),
         rx: raw.ends.receiver(),
         slot: Cell::new(Some(slot)),
+    }))
+}
+
+pub(crate) fn input_held<'a, T: Send + 'static>(
+    raw: &'a Raw<T>,
+    slot: &'a mut Option<(T, Held)>,
+) -> Guard<'a> {
+    // Counted before the guard can take a value: a writer whose value it takes sees the count.
+    raw.control.extended.fetch_add(1, Ordering::SeqCst);
+    Guard(Box::new(HeldInput {
+        control: &raw.control,
+        room: raw.ends.room.as_ref(),
+        rx: raw.ends.receiver(),
+        slot: Cell::new(Some(slot)),
+        counted: Cell::new(true),
     }))
 }
 

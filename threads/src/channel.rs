@@ -15,11 +15,22 @@
 //! woken when the other side's endpoints are gone. The one exception is a single alternation that
 //! offers both to read and to write one channel: it holds both endpoints itself, so poison cannot
 //! disconnect them, and it also waits on the channel's poison watch ([`Control::watch`]).
+//!
+//! # Extended rendezvous
+//!
+//! crossbeam releases a writer at the hand-off, so a rendezvous value travels with a [`Ticket`]:
+//! its writer thread's [`Hold`] and the write's number. A reader marks the ticket done as soon as
+//! it has the value; an extended reader ([`Raw::read_held`]) only when its [`Held`] is dropped.
+//! A writer waits for its ticket only if an extended reader was at the channel
+//! ([`Control::extended`], counted before that reader takes a value, so a writer whose value it
+//! took sees the count): otherwise a write costs the ticket and nothing more.
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use cspnet_core::{ChannelError, ChannelState, Leave, Membership, Role};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
 
 /// A lock that nothing can leave inconsistent: only an `Option` or a count changes under it.
 fn lock<E>(m: &Mutex<E>) -> MutexGuard<'_, E> {
@@ -84,10 +95,108 @@ impl Room {
     }
 }
 
+/// Where a writer thread waits for the extended readers of its values: one per thread.
+pub(crate) struct Hold {
+    /// The highest write number whose reader is done with it.
+    done: AtomicU64,
+    /// Set while the writer may be parked (the reader unparks it only then).
+    sleeping: AtomicBool,
+    thread: Thread,
+}
+
+impl Hold {
+    /// Parks until write `number` is done with.
+    fn wait(&self, number: u64) {
+        // A Dekker handshake with `Ticket::release`: each side stores, then loads the other's word.
+        while self.done.load(Ordering::SeqCst) < number {
+            self.sleeping.store(true, Ordering::SeqCst);
+            if self.done.load(Ordering::SeqCst) < number {
+                std::thread::park();
+            }
+            self.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's hold and the number of its last rendezvous write.
+    static HOLD: (Arc<Hold>, Cell<u64>) = (
+        Arc::new(Hold {
+            done: AtomicU64::new(0),
+            sleeping: AtomicBool::new(false),
+            thread: std::thread::current(),
+        }),
+        Cell::new(0),
+    );
+}
+
+/// What travels with a rendezvous value: who wrote it, and which of its writes it is.
+pub(crate) struct Ticket {
+    hold: Arc<Hold>,
+    number: u64,
+}
+
+impl Ticket {
+    /// A ticket for this thread's next write.
+    fn next() -> Ticket {
+        HOLD.with(|(hold, last)| {
+            last.set(last.get() + 1);
+            Ticket {
+                hold: Arc::clone(hold),
+                number: last.get(),
+            }
+        })
+    }
+
+    /// The reader is done with the value: its writer may go on.
+    pub(crate) fn release(self) {
+        self.hold.done.fetch_max(self.number, Ordering::SeqCst);
+        if self.hold.sleeping.load(Ordering::SeqCst) {
+            self.hold.thread.unpark();
+        }
+    }
+}
+
+/// Waits, after a rendezvous write numbered `number` was taken, until its reader is done with it,
+/// if an extended reader was at the channel.
+pub(crate) fn wait_for_reader(control: &Control, number: Option<u64>) {
+    if let Some(number) = number
+        && control.extended.load(Ordering::SeqCst) > 0
+    {
+        HOLD.with(|(hold, _)| hold.wait(number));
+    }
+}
+
+/// What crosses the crossbeam channel: the value, and a ticket on a rendezvous channel.
+pub(crate) type Msg<T> = (T, Option<Ticket>);
+
+/// Keeps the writer of an extended read waiting until dropped (the engine's `Carries::Held`).
+pub struct Held {
+    ticket: Option<Ticket>,
+    control: Arc<Control>,
+}
+
+impl Held {
+    /// Holds the writer of a value taken by an extended reader, which [`Control::extended`] has
+    /// counted (this takes the count over).
+    pub(crate) fn new(ticket: Option<Ticket>, control: Arc<Control>) -> Held {
+        Held { ticket, control }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            ticket.release();
+        }
+        self.control.extended.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The crossbeam endpoints of one channel, lent to one operation at a time.
 pub(crate) struct Endpoints<T> {
-    tx: Mutex<Option<Sender<T>>>,
-    rx: Mutex<Option<Receiver<T>>>,
+    tx: Mutex<Option<Sender<Msg<T>>>>,
+    rx: Mutex<Option<Receiver<Msg<T>>>>,
     /// A large buffer's limit; `None` when crossbeam keeps it (`bounded`).
     pub(crate) room: Option<Room>,
 }
@@ -95,13 +204,13 @@ pub(crate) struct Endpoints<T> {
 impl<T> Endpoints<T> {
     /// A sender for one operation, or `None` once the channel has ended for writers.
     #[inline]
-    pub(crate) fn sender(&self) -> Option<Sender<T>> {
+    pub(crate) fn sender(&self) -> Option<Sender<Msg<T>>> {
         lock(&self.tx).clone()
     }
 
     /// A receiver for one operation, or `None` once the channel has ended for readers.
     #[inline]
-    pub(crate) fn receiver(&self) -> Option<Receiver<T>> {
+    pub(crate) fn receiver(&self) -> Option<Receiver<Msg<T>>> {
         lock(&self.rx).clone()
     }
 }
@@ -131,11 +240,32 @@ pub(crate) struct Control {
     state: AtomicU8,
     members: Mutex<Membership>,
     watch: OnceLock<Watch>,
+    /// Whether values are handed over (capacity 0), so that a writer can be held.
+    rendezvous: bool,
+    /// Extended readers at the channel: waiting for a value, or holding its writer.
+    pub(crate) extended: AtomicUsize,
+    /// Core's word (`Carries::word`), and where `wait_word` sleeps: a waiter looks at the word
+    /// under `word_lock`, and a waker takes that lock before it notifies, so no wake is lost.
+    pub(crate) word: AtomicU64,
+    word_lock: Mutex<()>,
+    word_cv: Condvar,
     /// Drops the channel's endpoints (type-erased, so an end can leave without knowing `T`).
     close: Box<dyn Fn(Close) + Send + Sync>,
 }
 
 impl Control {
+    /// A ticket for a write on this channel (only a rendezvous value has one) and its number.
+    #[inline]
+    pub(crate) fn ticket(&self) -> (Option<Ticket>, Option<u64>) {
+        if self.rendezvous {
+            let t = Ticket::next();
+            let n = t.number;
+            (Some(t), Some(n))
+        } else {
+            (None, None)
+        }
+    }
+
     #[inline]
     pub(crate) fn state(&self) -> ChannelState {
         ChannelState::from_u8(self.state.load(Ordering::Acquire))
@@ -157,6 +287,30 @@ impl Control {
         {
             drop(lock(&watch.tx).take());
         }
+        if to == ChannelState::Poisoned {
+            self.wake_word();
+        }
+    }
+
+    /// `Carries::wait_word`.
+    pub(crate) fn wait_word(&self, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        let mut guard = lock(&self.word_lock);
+        loop {
+            // Poison wins, also over a change of the word that came before it.
+            if self.state() == ChannelState::Poisoned {
+                return Err(ChannelError::Poisoned);
+            }
+            if done(self.word.load(Ordering::SeqCst)) {
+                return Ok(());
+            }
+            guard = self.word_cv.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// `Carries::wake_word`.
+    pub(crate) fn wake_word(&self) {
+        drop(lock(&self.word_lock));
+        self.word_cv.notify_all();
     }
 
     pub(crate) fn poison(&self) {
@@ -216,8 +370,8 @@ impl<T> Clone for Raw<T> {
 
 impl<T: Send + 'static> Raw<T> {
     pub(crate) fn new(name: Option<&str>, capacity: usize) -> Self {
-        // A slot is the value and crossbeam's stamp.
-        let slot = size_of::<T>() + size_of::<usize>();
+        // A slot is the value (with its ticket) and crossbeam's stamp.
+        let slot = size_of::<Msg<T>>() + size_of::<usize>();
         let ((tx, rx), room) = if capacity.saturating_mul(slot) <= EAGER_BYTES {
             (bounded(capacity), None)
         } else {
@@ -247,6 +401,11 @@ impl<T: Send + 'static> Raw<T> {
                 state: AtomicU8::new(ChannelState::Open as u8),
                 members: Mutex::new(Membership::default()),
                 watch: OnceLock::new(),
+                rendezvous: capacity == 0,
+                extended: AtomicUsize::new(0),
+                word: AtomicU64::new(0),
+                word_lock: Mutex::new(()),
+                word_cv: Condvar::new(),
                 close,
             }),
             ends,
@@ -269,6 +428,28 @@ impl<T> Raw<T> {
 
     #[inline]
     pub(crate) fn read(&self) -> Result<T, ChannelError> {
+        let (value, ticket) = self.take()?;
+        if let Some(t) = ticket {
+            t.release();
+        }
+        Ok(value)
+    }
+
+    /// A read that holds the writer until the returned [`Held`] is dropped.
+    pub(crate) fn read_held(&self) -> Result<(T, Held), ChannelError> {
+        // Counted before the value is taken: a writer whose value this takes sees the count.
+        self.control.extended.fetch_add(1, Ordering::SeqCst);
+        match self.take() {
+            Ok((value, ticket)) => Ok((value, Held::new(ticket, Arc::clone(&self.control)))),
+            Err(e) => {
+                self.control.extended.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    #[inline]
+    fn take(&self) -> Result<Msg<T>, ChannelError> {
         if self.control.state() == ChannelState::Poisoned {
             return Err(ChannelError::Poisoned);
         }
@@ -277,11 +458,11 @@ impl<T> Raw<T> {
             return Err(self.control.ended());
         };
         // Once a value is taken it is returned, whatever happens to the channel afterwards.
-        let value = rx.recv().map_err(|_| self.control.ended())?;
+        let msg = rx.recv().map_err(|_| self.control.ended())?;
         if let Some(room) = &self.ends.room {
             room.freed();
         }
-        Ok(value)
+        Ok(msg)
     }
 
     #[inline]
@@ -298,6 +479,9 @@ impl<T> Raw<T> {
         let Some(tx) = self.ends.sender() else {
             return Err(self.control.ended());
         };
-        tx.send(value).map_err(|_| self.control.ended())
+        let (ticket, number) = self.control.ticket();
+        tx.send((value, ticket)).map_err(|_| self.control.ended())?;
+        wait_for_reader(&self.control, number);
+        Ok(())
     }
 }

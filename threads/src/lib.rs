@@ -65,6 +65,7 @@ impl<T: Send + 'static> Carries<T> for Threads {
     type Chan = channel::Raw<T>;
     type Start = process::Body<T>;
     type Running = process::Running;
+    type Held = channel::Held;
 
     fn channel(name: Option<&str>, capacity: usize) -> Self::Chan {
         channel::Raw::new(name, capacity)
@@ -95,8 +96,26 @@ impl<T: Send + 'static> Carries<T> for Threads {
     fn input<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::input(chan, slot)
     }
+    fn read_held(chan: &Self::Chan) -> Result<(T, Self::Held), ChannelError> {
+        chan.read_held()
+    }
+    fn input_held<'a>(
+        chan: &'a Self::Chan,
+        slot: &'a mut Option<(T, Self::Held)>,
+    ) -> Self::Guard<'a> {
+        alternation::input_held(chan, slot)
+    }
     fn output<'a>(chan: &'a Self::Chan, slot: &'a mut Option<T>) -> Self::Guard<'a> {
         alternation::output(chan, slot)
+    }
+    fn word(chan: &Self::Chan) -> &std::sync::atomic::AtomicU64 {
+        &chan.control.word
+    }
+    fn wait_word(chan: &Self::Chan, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
+        chan.control.wait_word(done)
+    }
+    fn wake_word(chan: &Self::Chan) {
+        chan.control.wake_word();
     }
     fn closure<F>(body: F) -> Self::Start
     where

@@ -1869,3 +1869,579 @@ mod supervision {
         assert_eq!(r.into_iter().collect::<Vec<_>>(), vec![Ok(9)]);
     }
 }
+
+/// Barriers (occam-π's `BARRIER`, JCSP's `Barrier`): no enrolled member gets past a sync before
+/// every enrolled member has reached it; members enroll and resign (dropping one resigns); poison
+/// fails every pending and later sync; a member whose process panics poisons the barrier.
+mod barrier {
+    use super::csp;
+    use cspnet_core::ChannelError;
+
+    /// `members` processes each log `(round, id)` and then sync, for `rounds` rounds; returns the
+    /// log in the order written.
+    fn lock_step(members: u32, rounds: u32) -> Vec<(u32, u32)> {
+        let barrier = csp::Barrier::new();
+        let log = csp::Channel::<(u32, u32)>::with_buffer((members * rounds) as usize);
+        let procs: Vec<_> = (0..members)
+            .map(|id| {
+                let (end, w) = (barrier.enroll(), log.writer());
+                csp::process(move || {
+                    for round in 0..rounds {
+                        w.write((round, id))?;
+                        end.sync()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let r = log.reader();
+        drop((barrier, log));
+        let out = csp::parallel(procs).unwrap();
+        assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
+        r.iter().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn nobody_passes_a_sync_before_everyone_reached_it() {
+        let (members, rounds) = (5, 20);
+        let log = lock_step(members, rounds);
+        assert_eq!(log.len(), (members * rounds) as usize);
+        for (i, chunk) in log.chunks(members as usize).enumerate() {
+            let mut ids: Vec<u32> = chunk.iter().map(|&(_, id)| id).collect();
+            ids.sort_unstable();
+            assert_eq!(
+                ids,
+                (0..members).collect::<Vec<_>>(),
+                "round {i}: {chunk:?}"
+            );
+            assert!(
+                chunk.iter().all(|&(r, _)| r == i as u32),
+                "round {i}: {chunk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sixty_four_members_keep_lock_step() {
+        let log = lock_step(64, 3);
+        let rounds: Vec<u32> = log.iter().map(|&(r, _)| r).collect();
+        let mut sorted = rounds.clone();
+        sorted.sort_unstable();
+        assert_eq!(rounds, sorted);
+    }
+
+    #[test]
+    fn a_lone_member_syncs_at_once_and_counts_follow_enroll_and_resign() {
+        let b = csp::Barrier::new();
+        assert_eq!(b.enrolled(), Ok(0));
+        let me = b.enroll();
+        for _ in 0..3 {
+            assert_eq!(me.sync(), Ok(()));
+        }
+        let other = me.clone();
+        let third = other.enroll();
+        assert_eq!(b.enrolled(), Ok(3));
+        other.resign();
+        drop(third);
+        assert_eq!(b.enrolled(), Ok(1));
+        assert_eq!(me.sync(), Ok(()));
+    }
+
+    #[test]
+    fn poison_during_a_sync_fails_every_waiting_member() {
+        // Three members tell the poisoner they are about to sync; the fourth member, which never
+        // syncs, poisons the barrier. Whether each was already waiting or not, its sync fails.
+        let b = csp::Barrier::new();
+        let ready = csp::Channel::<u32>::new();
+        let mut procs: Vec<_> = (0..3)
+            .map(|i| {
+                let (end, w) = (b.enroll(), ready.writer());
+                csp::process(move || {
+                    w.write(i)?;
+                    end.sync().map(|()| 1)
+                })
+            })
+            .collect();
+        let (end, r) = (b.enroll(), ready.reader());
+        procs.push(csp::process(move || {
+            for _ in 0..3 {
+                r.read()?;
+            }
+            end.poison();
+            Ok(0)
+        }));
+        drop((b, ready));
+        let out = csp::parallel(procs).unwrap();
+        assert_eq!(out[..3], [Err(ChannelError::Poisoned); 3]);
+        assert_eq!(out[3], Ok(0));
+    }
+
+    #[test]
+    fn a_poisoned_barrier_fails_later_syncs_and_new_members() {
+        let b = csp::Barrier::new();
+        let (x, y) = (b.enroll(), b.enroll());
+        b.poison();
+        assert_eq!(x.sync(), Err(ChannelError::Poisoned));
+        assert_eq!(y.sync(), Err(ChannelError::Poisoned));
+        assert_eq!(b.enroll().sync(), Err(ChannelError::Poisoned));
+        assert_eq!(b.enrolled(), Err(ChannelError::Poisoned));
+    }
+
+    #[test]
+    fn resigning_mid_sync_releases_the_members_waiting_only_for_it() {
+        // Two members sync while the third, once both said they are about to, resigns: they go on
+        // (whether they were already waiting or arrive after) and sync again between themselves.
+        let b = csp::Barrier::new();
+        let ready = csp::Channel::<u32>::new();
+        let mut procs: Vec<_> = (0..2)
+            .map(|i| {
+                let (end, w) = (b.enroll(), ready.writer());
+                csp::process(move || {
+                    w.write(i)?;
+                    end.sync()?;
+                    end.sync()?;
+                    Ok(2)
+                })
+            })
+            .collect();
+        let (end, r) = (b.enroll(), ready.reader());
+        procs.push(csp::process(move || {
+            r.read()?;
+            r.read()?;
+            end.resign();
+            Ok(0)
+        }));
+        drop((b, ready));
+        assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(2), Ok(2), Ok(0)]);
+    }
+
+    #[test]
+    fn a_member_that_ends_resigns() {
+        // The third member's process ends without syncing: dropping its end resigns it, so the
+        // other two are not left waiting for it.
+        let b = csp::Barrier::new();
+        let mut procs: Vec<_> = (0..2)
+            .map(|_| {
+                let end = b.enroll();
+                csp::process(move || {
+                    for _ in 0..5 {
+                        end.sync()?;
+                    }
+                    Ok(5)
+                })
+            })
+            .collect();
+        let end = b.enroll();
+        procs.push(csp::process(move || {
+            drop(end);
+            Ok(0)
+        }));
+        drop(b);
+        assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(5), Ok(5), Ok(0)]);
+    }
+
+    #[test]
+    fn a_panicking_member_poisons_the_barrier() {
+        // The survivor reports how its sync ended on a buffered channel, read after the run.
+        let b = csp::Barrier::new();
+        let (x, y) = (b.enroll(), b.enroll());
+        let report = csp::Channel::<String>::with_buffer(1);
+        let (rw, rr) = (report.writer(), report.reader());
+        drop((b, report));
+        let err = csp::parallel([
+            csp::process(move || {
+                rw.write(format!("{:?}", x.sync()))?;
+                Ok(1)
+            }),
+            csp::process(move || -> cspnet_core::Outcome<u32> {
+                let _holds = &y;
+                panic!("member down")
+            })
+            .named("doomed"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.failures().len(), 1);
+        assert_eq!(err.first().process(), "doomed");
+        assert_eq!(
+            rr.read(),
+            Ok(format!("{:?}", Err::<(), _>(ChannelError::Poisoned)))
+        );
+    }
+
+    #[test]
+    fn a_member_failing_with_poison_poisons_the_barrier() {
+        // A member whose process ends with `Poisoned` (here from an unrelated channel) passes the
+        // poison on to the barrier, as it would to a channel end it held.
+        let b = csp::Barrier::new();
+        let (x, y) = (b.enroll(), b.enroll());
+        let c = csp::Channel::<u32>::new();
+        let r = c.reader();
+        c.poison();
+        drop(b);
+        let out = csp::parallel([
+            csp::process(move || x.sync().map(|()| 1)),
+            csp::process(move || {
+                let _holds = &y;
+                r.read()
+            }),
+        ])
+        .unwrap();
+        assert_eq!(out, vec![Err(ChannelError::Poisoned); 2]);
+    }
+
+    #[test]
+    fn a_member_that_starts_late_holds_every_sync_until_it_arrives() {
+        // The helper is enrolled from the start but begins only when the leader, already logging,
+        // lets it: every sync waits for it, so the log stays in lock-step all the same.
+        let b = csp::Barrier::new();
+        let handoff = csp::Channel::<u32>::new();
+        let log = csp::Channel::<(u32, u32)>::with_buffer(64);
+        let (leader, lw, hw) = (b.enroll(), log.writer(), handoff.writer());
+        let (other, ow) = (b.enroll(), log.writer());
+        let helper_end = b.enroll();
+        let (hr, helper_w) = (handoff.reader(), log.writer());
+        drop((b, handoff));
+        let procs = vec![
+            csp::process(move || {
+                for round in 0..4 {
+                    lw.write((round, 0))?;
+                    if round == 0 {
+                        hw.write(1)?;
+                    }
+                    leader.sync()?;
+                }
+                Ok(())
+            }),
+            csp::process(move || {
+                for round in 0..4 {
+                    ow.write((round, 1))?;
+                    other.sync()?;
+                }
+                Ok(())
+            }),
+            csp::process(move || {
+                hr.read()?;
+                for round in 0..4 {
+                    helper_w.write((round, 2))?;
+                    helper_end.sync()?;
+                }
+                Ok(())
+            }),
+        ];
+        let r = log.reader();
+        drop(log);
+        let out = csp::parallel(procs).unwrap();
+        assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
+        let rounds: Vec<u32> = r.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(rounds.len(), 12);
+        let mut sorted = rounds.clone();
+        sorted.sort_unstable();
+        assert_eq!(rounds, sorted);
+    }
+}
+
+/// Extended rendezvous (occam-π's `??`, CHP's `extRead`): an extended reader takes a value and
+/// runs an action while its writer is still held; the writer's write (or output guard) completes
+/// only once the action has ended. The order is observed by a third process, which reads a log
+/// over a rendezvous channel: an entry is logged only once the logging process got there.
+mod extended {
+    use super::csp;
+    use cspnet_core::ChannelError;
+
+    /// A log over a rendezvous channel, read by its own process: the entries in the order their
+    /// writes completed.
+    fn observer(n: usize) -> (csp::Channel<String>, csp::Process<Vec<String>>) {
+        let log = csp::Channel::<String>::named("log");
+        let r = log.reader();
+        let p = csp::process(move || (0..n).map(|_| r.read()).collect());
+        (log, p)
+    }
+
+    fn index(log: &[String], entry: &str) -> usize {
+        log.iter()
+            .position(|e| e == entry)
+            .unwrap_or_else(|| panic!("{entry:?} not in {log:?}"))
+    }
+
+    #[test]
+    fn the_writer_is_held_until_the_action_ends() {
+        let (log, watch) = observer(4);
+        let ch = csp::Channel::<u32>::new();
+        let (w, r, wl, rl) = (ch.writer(), ch.reader(), log.writer(), log.writer());
+        drop((ch, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                w.write(7)?;
+                wl.write("writer released".into())?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                r.read_extended(|v| {
+                    rl.write(format!("action got {v}"))?;
+                    rl.write("action step".into())?;
+                    rl.write("action ends".into())
+                })??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        let seen = out[2].clone().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "action got 7",
+                "action step",
+                "action ends",
+                "writer released"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_forwarding_buffer_adds_no_slack() {
+        // producer -> forwarder -> consumer, both reading extended: the producer's write of i
+        // completes only once the consumer has i (and logged it), so "consumed i" is always
+        // logged before "produced i".
+        const N: u32 = 5;
+        let (log, watch) = observer(2 * N as usize);
+        let (a, b) = (csp::Channel::<u32>::new(), csp::Channel::<u32>::new());
+        let (aw, ar, bw, br) = (a.writer(), a.reader(), b.writer(), b.reader());
+        let (pl, cl) = (log.writer(), log.writer());
+        drop((a, b, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                for i in 0..N {
+                    aw.write(i)?;
+                    pl.write(format!("produced {i}"))?;
+                }
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                for _ in 0..N {
+                    ar.read_extended(|v| bw.write(v))??;
+                }
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                for _ in 0..N {
+                    // Logged while holding the forwarder, which holds the producer.
+                    br.read_extended(|v| cl.write(format!("consumed {v}")))??;
+                }
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        let seen = out[3].clone().unwrap();
+        for i in 0..N {
+            assert!(
+                index(&seen, &format!("consumed {i}")) < index(&seen, &format!("produced {i}")),
+                "{seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_plain_reader_beside_an_extended_one_releases_its_writer() {
+        // Two writers, one extended reader and one plain reader on one channel. The extended
+        // reader's action waits until the plain reader has its value: the plain reader's writer
+        // must not be held by the other reader's action (that would deadlock).
+        let ch = csp::Channel::<u32>::new();
+        let go = csp::Channel::<u32>::new();
+        let (w1, w2, er, pr) = (ch.writer(), ch.writer(), ch.reader(), ch.reader());
+        let (gw, gr) = (go.writer(), go.reader());
+        drop((ch, go));
+        let out = csp::parallel([
+            csp::process(move || w1.write(1).map(|()| 0)),
+            csp::process(move || w2.write(2).map(|()| 0)),
+            csp::process(move || er.read_extended(|v| gr.read().map(|_| v))?),
+            csp::process(move || {
+                let v = pr.read()?;
+                gw.write(v)?;
+                Ok(v)
+            }),
+        ])
+        .unwrap();
+        assert_eq!(out[..2], [Ok(0), Ok(0)]);
+        let (a, b) = (out[2].unwrap(), out[3].unwrap());
+        assert_eq!(a + b, 3, "{out:?}");
+    }
+
+    #[test]
+    fn poison_during_the_action_neither_cuts_it_short_nor_frees_the_writer_early() {
+        // The action poisons the channel, then logs: the value was taken, so the writer's write
+        // succeeds, but only after the action ended.
+        let (log, watch) = observer(3);
+        let ch = csp::Channel::<u32>::new();
+        let (w, r, wl, rl) = (ch.writer(), ch.reader(), log.writer(), log.writer());
+        drop((ch, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                let res = w.write(3);
+                wl.write(format!("writer: {res:?}"))?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                r.read_extended(|v| {
+                    r.poison();
+                    rl.write(format!("poisoned, holding {v}"))?;
+                    rl.write("action ends".into())
+                })??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        assert_eq!(
+            out[2].clone().unwrap(),
+            ["poisoned, holding 3", "action ends", "writer: Ok(())"]
+        );
+    }
+
+    #[test]
+    fn an_ended_channel_fails_an_extended_read_without_running_the_action() {
+        let poisoned = csp::Channel::<u32>::new();
+        let r = poisoned.reader();
+        poisoned.poison();
+        assert_eq!(
+            r.read_extended(|_| unreachable!()),
+            Err::<(), _>(ChannelError::Poisoned)
+        );
+        let retired = csp::Channel::<u32>::new();
+        let r = retired.reader();
+        drop(retired.writer());
+        assert_eq!(
+            r.read_extended(|_| unreachable!()),
+            Err::<(), _>(ChannelError::Retired)
+        );
+    }
+
+    #[test]
+    fn on_a_buffered_channel_it_is_a_read_then_the_action() {
+        let ch = csp::Channel::<u32>::with_buffer(2);
+        let (w, r) = (ch.writer(), ch.reader());
+        w.write(4).unwrap();
+        w.write(5).unwrap(); // released at once: the buffer took them
+        assert_eq!(r.read_extended(|v| v * 10), Ok(40));
+        assert_eq!(r.read_extended(|v| v * 10), Ok(50));
+    }
+
+    #[test]
+    fn an_extended_input_guard_holds_the_writer_until_its_action_ends() {
+        let (log, watch) = observer(3);
+        let (a, b) = (csp::Channel::<u32>::new(), csp::Channel::<u32>::new());
+        let (aw, ar, br, wl, rl) = (
+            a.writer(),
+            a.reader(),
+            b.reader(),
+            log.writer(),
+            log.writer(),
+        );
+        let _bw = b.writer(); // keeps the other guard live; it never fires
+        drop((a, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                aw.write(8)?;
+                wl.write("writer released".into())?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                csp::Alternation::new()
+                    .input(&br, |_| Ok(()))
+                    .input_extended(&ar, |v| {
+                        rl.write(format!("action got {v}"))?;
+                        rl.write("action ends".into())
+                    })
+                    .select()??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        assert_eq!(
+            out[2].clone().unwrap(),
+            ["action got 8", "action ends", "writer released"]
+        );
+    }
+
+    #[test]
+    fn a_writer_offering_in_an_alternation_is_held_too() {
+        let (log, watch) = observer(2);
+        let ch = csp::Channel::<u32>::new();
+        let (w, r, wl, rl) = (ch.writer(), ch.reader(), log.writer(), log.writer());
+        drop((ch, log));
+        let out = csp::parallel([
+            csp::process(move || {
+                csp::Alternation::new().output(&w, 9, || ()).select()?;
+                wl.write("writer released".into())?;
+                Ok(Vec::new())
+            }),
+            csp::process(move || {
+                r.read_extended(|v| rl.write(format!("action got {v}")))??;
+                Ok(Vec::new())
+            }),
+            watch,
+        ])
+        .unwrap();
+        assert_eq!(out[2].clone().unwrap(), ["action got 9", "writer released"]);
+    }
+
+    #[test]
+    fn extended_and_plain_guards_under_contention_commit_exactly_one_each_time() {
+        // Two writers per channel; one process alternates between an extended guard on `a` and a
+        // plain guard on `b` until it has every value: each select takes exactly one value, and
+        // every value arrives once.
+        const EACH: u32 = 50;
+        let (a, b) = (csp::Channel::<u32>::new(), csp::Channel::<u32>::new());
+        let mut procs: Vec<csp::Process<u32>> = Vec::new();
+        for (ch, base) in [(&a, 0), (&a, 1000), (&b, 2000), (&b, 3000)] {
+            let w = ch.writer();
+            procs.push(csp::process(move || {
+                for i in 0..EACH {
+                    w.write(base + i)?;
+                }
+                Ok(0)
+            }));
+        }
+        let (ar, br) = (a.reader(), b.reader());
+        drop((a, b));
+        procs.push(csp::process(move || {
+            let mut sum = 0;
+            for _ in 0..4 * EACH {
+                sum += csp::Alternation::new()
+                    .input_extended(&ar, |v| v)
+                    .input(&br, |v| v)
+                    .select()?;
+            }
+            Ok(sum)
+        }));
+        let out = csp::parallel(procs).unwrap();
+        let expected: u32 = [0, 1000, 2000, 3000]
+            .iter()
+            .map(|base| (0..EACH).map(|i| base + i).sum::<u32>())
+            .sum();
+        assert_eq!(out[4], Ok(expected));
+    }
+
+    #[test]
+    fn a_panicking_action_releases_the_writer() {
+        let ch = csp::Channel::<u32>::new();
+        let report = csp::Channel::<String>::with_buffer(1);
+        let (w, r, rw, rr) = (ch.writer(), ch.reader(), report.writer(), report.reader());
+        drop((ch, report));
+        let err = csp::parallel([
+            csp::process(move || {
+                let res = w.write(1);
+                rw.write(format!("{res:?}"))?;
+                Ok(0)
+            }),
+            csp::process(move || r.read_extended(|_| -> u32 { panic!("action failed") }))
+                .named("doomed"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.first().process(), "doomed");
+        // The value was taken before the action failed: the write went through.
+        assert_eq!(rr.read(), Ok("Ok(())".to_string()));
+    }
+}
