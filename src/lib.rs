@@ -197,6 +197,23 @@
 //! assert_eq!(err.to_string(), "process 'wizard' panicked: out of cheese");
 //! ```
 //!
+//! # Supervision: a crash as a value (Erlang's supervisors)
+//!
+//! Under a [`Supervisor`](generic::Supervisor) a crash poisons nothing: the crashed process's ends
+//! retire, and its [`Exit`] arrives on a channel the moment it ends, so a farm drops that worker
+//! and goes on.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let mut sup = csp::Supervisor::<u32>::new();
+//! sup.start(csp::process(|| -> cspnet::Outcome<u32> { panic!("bad job") }).named("w1")).unwrap();
+//! sup.start(csp::process(|| Ok(7)).named("w2")).unwrap();
+//! let mut outcomes: Vec<String> = std::iter::from_fn(|| sup.next_exit()).map(|e| e.to_string()).collect();
+//! outcomes.sort();
+//! assert_eq!(outcomes, ["process 'w1' panicked: bad job", "process 'w2' ended"]);
+//! ```
+//!
 //! # Code written once for every backend
 //!
 //! The API is one implementation over a backend trait, so a farm, a job graph or a library of your
