@@ -122,23 +122,24 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// use cspnet_threads::{Channel, Supervisor, process};
 ///
 /// let results = Channel::<u32>::with_buffer(8);
+/// // Every writer joins before any worker starts: a worker that ends leaves, and the last writer
+/// // to leave retires the channel.
+/// let outs: Vec<_> = (0..3).map(|_| results.writer()).collect();
+/// let reader = results.reader();
+/// drop(results);
 /// let mut sup = Supervisor::<u32>::new();
-/// for w in 0..3u32 {
-///     let out = results.writer();
+/// for (w, out) in (0..3u32).zip(outs) {
 ///     sup.start(process(move || {
 ///         out.write(w * 10)?;
 ///         if w == 1 { panic!("worker 1 gives up"); }
 ///         Ok(w)
 ///     }).named(&format!("worker-{w}"))).unwrap();
 /// }
-/// drop(results.writer()); // only the workers write
 /// let mut failed = Vec::new();
 /// while let Some(exit) = sup.next_exit() {
 ///     if let Some(f) = exit.failure() { failed.push(f.to_string()); }
 /// }
 /// assert_eq!(failed, ["process 'worker-1' panicked: worker 1 gives up"]);
-/// let reader = results.reader();
-/// drop(results);
 /// let mut got: Vec<u32> = reader.into_iter().map(Result::unwrap).collect();
 /// got.sort();
 /// assert_eq!(got, [0, 10, 20]); // worker 1's value, written before it crashed, is not lost
