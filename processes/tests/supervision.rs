@@ -21,6 +21,19 @@ fn assert_gone(pid: u32) {
     }
 }
 
+/// Nothing of ours in /dev/shm: the segment is a memfd, and ipc-channel keeps nothing there.
+fn assert_nothing_in_dev_shm() {
+    let ours: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("cspnet") || n.contains("ipc-channel"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(ours.is_empty(), "left in /dev/shm: {ours:?}");
+}
+
 fn suicide() -> ! {
     // SAFETY: raise(3) with a valid signal number; SIGKILL ends this process at once.
     unsafe { libc::raise(libc::SIGKILL) };
@@ -139,6 +152,7 @@ fn a_farm_survives_a_panic_and_a_sigkill_and_loses_no_result() {
         })
         .select();
     assert_eq!(last, Err(ChannelError::Retired));
+    assert_nothing_in_dev_shm();
 }
 
 /// A child killed through its handle is reported as such, and reaped.
@@ -156,6 +170,7 @@ fn a_child_killed_through_its_handle_is_reported_and_reaped() {
         &Cause::Crashed("killed by signal 9 (SIGKILL) (killed through its handle)".into())
     );
     assert_gone(pid);
+    assert_nothing_in_dev_shm();
 }
 
 /// A child that dies while its parent waits on a channel it alone wrote: the parent's read fails
@@ -185,6 +200,7 @@ fn a_dead_child_is_noticed_while_the_parent_waits_on_channels() {
     );
     assert_gone(pid); // reaped by its watcher: no zombie, though nobody joined yet
     assert!(h.join().is_err());
+    assert_nothing_in_dev_shm();
 }
 
 /// A supervised child killed by a signal releases what it held: a channel whose only other
