@@ -230,6 +230,22 @@ fn resign<B: Barriers>(chan: &B::Chan) {
     });
 }
 
+/// For an engine releasing, as retired, the ends of a process that died without releasing them
+/// itself (the processes backend's supervised child killed by a signal): if `chan` is a barrier's
+/// hidden channel, one member resigns, so the others' syncs do not wait for the dead one. Only
+/// barriers keep counts in a channel's word, so a word with members enrolled is a barrier's.
+///
+/// ```
+/// let raw = <cspnet_threads::Threads as cspnet_core::Carries<()>>::channel(None, 0);
+/// cspnet_core::resign_if_barrier::<cspnet_threads::Threads>(&raw); // a plain channel: nothing
+/// ```
+#[doc(hidden)]
+pub fn resign_if_barrier<B: Barriers>(chan: &B::Chan) {
+    if Count::unpack(B::word(chan).load(Ordering::SeqCst)).enrolled > 0 {
+        resign::<B>(chan);
+    }
+}
+
 /// One enrolled member of a [`Barrier`], held by one process. Cloning it enrolls another member
 /// (JCSP's `enroll`); dropping it resigns (or, if its process panics or fails with `Poisoned`,
 /// poisons the barrier, as a channel end does).

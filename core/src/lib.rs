@@ -60,7 +60,7 @@ pub use alternation::Alternation;
 pub use backend::{
     Backend, Carries, ChannelState, GuardStatus, Membership, Report, Role, live_guards,
 };
-pub use barrier::{Barrier, BarrierEnd, Barriers};
+pub use barrier::{Barrier, BarrierEnd, Barriers, resign_if_barrier};
 pub use budget::{MappingBudget, Reservation, max_map_count};
 pub use channel::{Channel, IntoIter, Iter, Mobile, Reader, Writer};
 pub use claim::{Claim, ClaimWord};

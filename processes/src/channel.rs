@@ -150,6 +150,12 @@ pub struct Chan {
 }
 
 impl Chan {
+    /// A handle on the channel record at `off`, without joining (for releasing a dead child's
+    /// ends on its behalf).
+    pub(crate) fn at(off: u64) -> Chan {
+        Chan { off, name: None }
+    }
+
     /// A new channel record with no handles or ends counted yet.
     ///
     /// # Panics

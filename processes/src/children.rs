@@ -35,7 +35,7 @@
 //! The libc calls that start, set up and reap children live here, each with its `SAFETY` note.
 
 use crate::ThreadSlot;
-use crate::channel::{census_drop, census_names, leave_held, poison_held};
+use crate::channel::{Chan, census_drop, census_names, leave_held, poison_held};
 use crate::codec;
 use crate::engine::{forget_waiter, prepare_waiter, release_waiter};
 use crate::ledger;
@@ -157,6 +157,9 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     warn_if_threaded();
     warm_up_ipc();
     let ledger = ledger::create();
+    // Held across the fork, so no other thread is inside the panic hook (which holds std's
+    // backtrace lock: a child that panicked would wait for it forever). Released in the child.
+    let panicking = panic_hook_lock();
     // Held across the fork, so no other thread is half-way through a print: in the child, whose
     // only thread is this one (their owner, by thread id), they are released at once. Taken
     // before FORK_LOCK: a thread that holds `stdout().lock()` while it starts a process must not
@@ -189,11 +192,11 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
     // std's stdio locks, all owned by this thread, which the child releases first.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        drop((out, err, guard));
+        drop((out, err, guard, panicking));
         ledger::adopt(ledger);
         child_main::<T>(parent, keep, tx, ctx, body);
     }
-    drop((out, err));
+    drop((out, err, panicking));
     drop(tx);
     if let (Some(pgid), true) = (keep.group(), pid > 0) {
         // The child joins the group itself too; doing it here as well means it is in the group
@@ -224,6 +227,28 @@ pub(crate) fn fork_start<T: Serialize + 'static>(
         ledger,
         starter,
     })
+}
+
+/// Serialises the panic hook with our forks (see [`panic_hook_lock`]).
+static PANIC_HOOK: Mutex<()> = Mutex::new(());
+
+/// Wraps the panic hook (once) so that it runs under [`PANIC_HOOK`], and takes that lock: while it
+/// is held no other thread is inside the hook, where std holds its backtrace lock. A child forked
+/// while another thread printed a panic would otherwise find that lock taken for good, and hang
+/// the moment it panicked itself. (A hook the program sets later replaces the wrapper.)
+fn panic_hook_lock() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    if std::thread::panicking() {
+        return None; // set_hook may not be called now; a process started while unwinding is rare
+    }
+    WRAPPED.call_once(|| {
+        let inner = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _serial = PANIC_HOOK.lock().unwrap_or_else(|e| e.into_inner());
+            inner(info);
+        }));
+    });
+    Some(PANIC_HOOK.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Runs ipc-channel's lazy initialisation (its send-buffer size is a `LazyLock` set on the first
@@ -746,7 +771,15 @@ fn release(ledger: Option<u64>, census: Vec<(u64, Role)>, on_crash: Leave) -> Ve
     match ledger.and_then(ledger::close) {
         Some(still) => {
             match on_crash {
-                Leave::Retire => leave_held(still.clone(), Leave::Retire),
+                Leave::Retire => {
+                    // A barrier member resigns, as a dropped one does, before its end leaves.
+                    for &(chan, role) in &still {
+                        if role == Role::Reader {
+                            cspnet_core::resign_if_barrier::<crate::Processes>(&Chan::at(chan));
+                        }
+                    }
+                    leave_held(still.clone(), Leave::Retire);
+                }
                 Leave::Poison => poison_held(&still),
             }
             still

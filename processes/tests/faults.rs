@@ -379,3 +379,42 @@ fn a_member_killed_while_enrolled_poisons_the_barrier() {
     drop(x_w);
     assert_reaped(pid);
 }
+
+/// A child forked while another thread of the parent is printing a panic (inside the panic hook,
+/// which holds std's backtrace lock) can still panic itself and be reported: the fork waits for
+/// the hook. Before, such a child hung forever in its own panic hook.
+#[test]
+fn a_child_forked_while_another_thread_panics_can_panic_too() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let stop = Arc::new(AtomicBool::new(false));
+    let noise = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::panic::catch_unwind(|| panic!("noise from another thread"));
+            }
+        })
+    };
+    for round in 0..40 {
+        let handle = spawn([process(|| -> Outcome<()> {
+            panic!("the child's own panic")
+        })]);
+        let joined = match handle.join_timeout(Duration::from_secs(30)) {
+            Ok(joined) => joined,
+            Err(hung) => {
+                let _ = hung.kill(0);
+                drop(hung);
+                panic!("round {round}: the panicking child hung");
+            }
+        };
+        let err = joined.unwrap_err();
+        assert_eq!(
+            err.first().cause(),
+            &Cause::Panicked("the child's own panic".into())
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    noise.join().unwrap();
+}

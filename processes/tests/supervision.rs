@@ -225,3 +225,43 @@ fn a_killed_supervised_child_retires_its_ends_and_keeps_its_values() {
     drop(ch);
     assert_eq!(r.into_iter().collect::<Vec<_>>(), vec![Ok(1), Ok(2)]);
 }
+
+/// A supervised member of a barrier that is killed resigns (as a supervised member that panics
+/// does), so the healthy member's sync completes instead of waiting for it forever.
+#[test]
+fn a_killed_supervised_barrier_member_resigns() {
+    let b = cspnet_processes::Barrier::new();
+    let (victim_end, bystander_end) = (b.enroll(), b.enroll());
+    drop(b);
+    let never = Channel::<u32>::new();
+    let (never_r, _never_w) = (never.reader(), never.writer());
+    let ready = Channel::<u32>::new();
+    let (ready_r, ready_w) = (ready.reader(), ready.writer());
+    let mut sup = Supervisor::<u32>::new();
+    let victim = sup
+        .start(
+            process(move || {
+                let _enrolled = &victim_end;
+                ready_w.write(std::process::id())?;
+                never_r.read() // blocks: nobody writes
+            })
+            .named("victim"),
+        )
+        .unwrap();
+    let bystander = sup
+        .start(process(move || bystander_end.sync().map(|()| 7)).named("bystander"))
+        .unwrap();
+    let pid = ready_r.read().unwrap();
+    sup.kill(victim).unwrap();
+    let mut exits = [sup.next_exit().unwrap(), sup.next_exit().unwrap()];
+    exits.sort_by_key(|e| e.name.clone());
+    assert_eq!(exits[0].id, bystander);
+    assert_eq!(
+        exits[0].outcome,
+        Ok(Ok(7)),
+        "the sync completed without the dead member"
+    );
+    assert!(exits[1].outcome.is_err());
+    assert_gone(pid);
+    assert_nothing_in_dev_shm();
+}
