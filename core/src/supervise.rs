@@ -21,7 +21,7 @@
 use crate::backend::{Carries, Report};
 use crate::channel::{Reader, Writer};
 use crate::context::{HeldEnd, ProcessId};
-use crate::error::{Cause, Failure, KillError, Outcome};
+use crate::error::{Cause, ChannelError, Failure, KillError, Outcome};
 use crate::process::{Process, start_one};
 use crate::{Alternation, Channel};
 use serde::{Deserialize, Serialize};
@@ -263,23 +263,16 @@ where
                 .children
                 .iter()
                 .all(|c| c.reported.load(Ordering::Acquire));
-            let wait = if all_reported { None } else { Some(RECHECK) };
-            match self.take_exit(wait) {
+            match self
+                .take_exit((!all_reported).then_some(RECHECK))
+                .ok()
+                .flatten()
+            {
                 Some(exit) => return Some(exit),
                 None if all_reported => return None,
                 None => {}
             }
         }
-    }
-
-    /// An exit from the channel, waiting up to `wait` for one (not at all for `None`).
-    fn take_exit(&self, wait: Option<Duration>) -> Option<Exit<T>> {
-        let alt = Alternation::new().input(&self.exits, Some);
-        let alt = match wait {
-            Some(d) => alt.timeout(d, || None),
-            None => alt.skip(|| None),
-        };
-        alt.pri_select().ok().flatten()
     }
 
     /// How many started processes have not ended yet.
@@ -325,6 +318,23 @@ where
             None => Err(KillError::NoSuchProcess(id.to_string())),
         }
     }
+}
+
+/// What the supervisor's own upkeep needs (its `Drop` too, which cannot ask for `T: Send`).
+impl<B, T> Supervisor<B, T>
+where
+    B: Carries<T> + Carries<Exit<T>>,
+{
+    /// An exit from the channel, waiting up to `wait` for one (not at all for `None`); fails only
+    /// if the exits channel was poisoned.
+    fn take_exit(&self, wait: Option<Duration>) -> Result<Option<Exit<T>>, ChannelError> {
+        let alt = Alternation::new().input(&self.exits, Some);
+        let alt = match wait {
+            Some(d) => alt.timeout(d, || None),
+            None => alt.skip(|| None),
+        };
+        alt.pri_select()
+    }
 
     /// Reaps the processes that have ended.
     fn reap_finished(&mut self) {
@@ -346,21 +356,9 @@ where
         // No process outlives its supervisor: wait for each, taking exits so none is stuck
         // reporting, and tell standard error about failures nobody read.
         loop {
-            let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.children)
-                .into_iter()
-                .partition(|c| <B as Carries<T>>::finished(&c.running));
-            self.children = running;
-            for c in done {
-                <B as Carries<T>>::reap(c.running);
-            }
+            self.reap_finished();
             let wait = !self.children.is_empty();
-            let alt = Alternation::new().input(&self.exits, Some);
-            let alt = if wait {
-                alt.timeout(RECHECK, || None)
-            } else {
-                alt.skip(|| None)
-            };
-            match alt.pri_select() {
+            match self.take_exit(wait.then_some(RECHECK)) {
                 Ok(Some(exit)) => warn_unread(&exit),
                 Ok(None) if !wait => return,
                 Ok(None) => {}

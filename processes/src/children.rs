@@ -711,9 +711,7 @@ pub(crate) fn watch(
                 .unwrap_or_else(|e| e.into_inner())
                 .take()
                 .expect("the watcher never ran");
-            // SAFETY: kill(2) on our own unreaped child.
-            unsafe { libc::kill(child.pid, libc::SIGKILL) };
-            reap(child.pid);
+            kill_and_reap(child.pid);
             release(child.ledger, child.held, Leave::Poison);
             Err(Cause::CouldNotStart(format!(
                 "no thread to watch the child: {e}"
@@ -735,15 +733,13 @@ fn wait_for(child: Child, on_crash: Leave, killed: &AtomicBool) -> (Report, Vec<
     }
     let status = reap_status(child.pid);
     match report {
-        // A re-executed child that did not run its function (not registered, mismatched types)
-        // never took up the ends it was sent.
-        Some(Err(Cause::CouldNotStart(why))) => {
-            child.ledger.map(ledger::close);
-            poison_held(&child.held);
-            (Err(Cause::CouldNotStart(why)), Vec::new())
-        }
         Some(r) => {
             child.ledger.map(ledger::close);
+            // A re-executed child that did not run its function (not registered, mismatched
+            // types) never took up the ends it was sent.
+            if matches!(r, Err(Cause::CouldNotStart(_))) {
+                poison_held(&child.held);
+            }
             (r, held_at_panic)
         }
         None => {

@@ -29,6 +29,26 @@ trait Op {
     fn complete(&self, op: SelectedOperation<'_>) -> bool;
 }
 
+/// A guard's endpoint, lent for the select.
+fn lent<E>(end: &Option<E>) -> &E {
+    end.as_ref()
+        .expect("only guards with an endpoint are registered")
+}
+
+/// Completes an input guard's selected receive: the value and its writer's ticket, with the
+/// place it took in a large buffer given back; `None` when the channel has ended.
+fn receive<T>(
+    op: SelectedOperation<'_>,
+    rx: &Option<Receiver<Msg<T>>>,
+    room: Option<&Room>,
+) -> Option<Msg<T>> {
+    let msg = op.recv(lent(rx)).ok()?;
+    if let Some(room) = room {
+        room.freed();
+    }
+    Some(msg)
+}
+
 struct Input<'a, T> {
     control: &'a Control,
     room: Option<&'a Room>,
@@ -47,23 +67,12 @@ impl<T> Op for Input<'_, T> {
         self.rx.is_some()
     }
     fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
-        sel.recv(
-            self.rx
-                .as_ref()
-                .expect("only guards with an endpoint are registered"),
-        )
+        sel.recv(lent(&self.rx))
     }
     fn complete(&self, op: SelectedOperation<'_>) -> bool {
-        let rx = self
-            .rx
-            .as_ref()
-            .expect("only guards with an endpoint are registered");
-        let Ok((value, ticket)) = op.recv(rx) else {
+        let Some((value, ticket)) = receive(op, &self.rx, self.room) else {
             return false;
         };
-        if let Some(room) = self.room {
-            room.freed();
-        }
         if let Some(t) = ticket {
             t.release();
         }
@@ -95,23 +104,12 @@ impl<T> Op for HeldInput<'_, T> {
         self.rx.is_some()
     }
     fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
-        sel.recv(
-            self.rx
-                .as_ref()
-                .expect("only guards with an endpoint are registered"),
-        )
+        sel.recv(lent(&self.rx))
     }
     fn complete(&self, op: SelectedOperation<'_>) -> bool {
-        let rx = self
-            .rx
-            .as_ref()
-            .expect("only guards with an endpoint are registered");
-        let Ok((value, ticket)) = op.recv(rx) else {
+        let Some((value, ticket)) = receive(op, &self.rx, self.room) else {
             return false;
         };
-        if let Some(room) = self.room {
-            room.freed();
-        }
         let slot = self.slot.take().expect("a guard commits once");
         self.counted.set(false);
         *slot = Some((value, Held::new(ticket, Arc::clone(self.control))));
@@ -147,17 +145,13 @@ impl<T> Op for Output<'_, T> {
         self.tx.is_some() && !matches!(self.room, Some((_, None)))
     }
     fn register<'s>(&'s self, sel: &mut Select<'s>) -> usize {
-        const LENT: &str = "only guards with an endpoint are registered";
         match &self.room {
-            Some((_, token)) => sel.recv(token.as_ref().expect(LENT)),
-            None => sel.send(self.tx.as_ref().expect(LENT)),
+            Some((_, token)) => sel.recv(lent(token)),
+            None => sel.send(lent(&self.tx)),
         }
     }
     fn complete(&self, op: SelectedOperation<'_>) -> bool {
-        let tx = self
-            .tx
-            .as_ref()
-            .expect("only guards with an endpoint are registered");
+        let tx = lent(&self.tx);
         let slot = self.slot.take().expect("a guard commits once");
         let value = slot.take().expect("an output guard offers a value");
         let (ticket, number) = self.control.ticket();
