@@ -37,7 +37,7 @@
 use crate::ThreadSlot;
 use crate::channel::{Chan, census_drop, census_names, leave_held, poison_held};
 use crate::codec;
-use crate::engine::{forget_waiter, prepare_waiter, release_waiter};
+use crate::engine::{self, forget_waiter, prepare_waiter, release_waiter};
 use crate::ledger;
 use crate::shm::{self, segment};
 use cspnet_core::{
@@ -764,6 +764,21 @@ fn wait_for(child: Child, on_crash: Leave, killed: &AtomicBool) -> (Report, Vec<
 /// poisoned whatever `on_crash` says, since leaving ends the child may already have left would
 /// corrupt the counts.
 fn release(ledger: Option<u64>, census: Vec<(u64, Role)>, on_crash: Leave) -> Vec<(u64, Role)> {
+    // Writers it held in extended reads go on once its ends are released: a write it took is
+    // done, and the writer's next operation sees what the crash did to the channel.
+    let holding = ledger.map(ledger::holding).unwrap_or_default();
+    let still = release_ends(ledger, census, on_crash);
+    for w in holding {
+        engine::wake_held(w);
+    }
+    still
+}
+
+fn release_ends(
+    ledger: Option<u64>,
+    census: Vec<(u64, Role)>,
+    on_crash: Leave,
+) -> Vec<(u64, Role)> {
     match ledger.and_then(ledger::close) {
         Some(still) => {
             match on_crash {

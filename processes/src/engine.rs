@@ -23,6 +23,7 @@
 use crate::codec;
 use crate::futex;
 use crate::heap::HeapError;
+use crate::ledger;
 use crate::shm::{
     ChanRec, ENTRY_SIZE, Locked, NIL, Orphaned, SLOT_SIZE, Slot, SlotCell, WAITER_SIZE, WaiterRec,
     segment,
@@ -529,6 +530,7 @@ fn waiter_for(l: &mut Locked, need: usize) -> Option<u64> {
         let rec = l.waiter(off);
         rec.hold.store(0, Ordering::Relaxed);
         rec.holder.set(NIL);
+        rec.ledger.set(ledger::mine());
         let old = w.off.replace(off);
         w.cap.set(cap as u64);
         if old != NIL {
@@ -640,9 +642,11 @@ fn try_read_held(l: &mut Locked, c: u64) -> Option<(Slot, u64)> {
         if k == K_WRITE && l.waiter(w).state.load(Ordering::Relaxed).is_waiting() {
             // Published by the claim's release, before the writer can see it is committed.
             l.waiter(w).hold.store(1, Ordering::Relaxed);
+            ledger::hold(ledger::mine(), w);
             if commit(l, w, guard, Slot::default()) {
                 return Some((payload, w));
             }
+            ledger::let_go(ledger::mine(), w);
             l.waiter(w).hold.store(0, Ordering::Relaxed);
         }
         e = next;
@@ -655,6 +659,13 @@ pub(crate) fn release_writer(w: u64) {
     if w == NIL {
         return;
     }
+    ledger::let_go(ledger::mine(), w);
+    wake_held(w);
+}
+
+/// Lets go of the writer whose waiter record is `w`, held by an extended reader that is gone (or
+/// letting it go itself).
+pub(crate) fn wake_held(w: u64) {
     let hold = &segment().rec::<WaiterRec>(w).hold;
     hold.store(0, Ordering::SeqCst);
     futex::wake(hold, 1);
@@ -693,9 +704,12 @@ fn commit_reader(l: &mut Locked, c: u64, slot: Slot, me: Option<u64>) -> bool {
             {
                 l.waiter(w).holder.set(me);
                 l.waiter(me).hold.store(1, Ordering::Relaxed);
+                let readers = l.waiter(w).ledger.get();
+                ledger::hold(readers, me);
                 if commit(l, w, guard, slot) {
                     return true;
                 }
+                ledger::let_go(readers, me);
                 l.waiter(me).hold.store(0, Ordering::Relaxed);
             }
             (K_READ_HELD, _) if !rendezvous => {

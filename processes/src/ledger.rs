@@ -8,9 +8,13 @@
 //! child counts, in a ledger record the parent allocated for it, every end it joins (+1) and leaves
 //! (-1); the parent adds the census (+1 each). When the child is gone, a positive count is an end
 //! it still held. The counts are atomics, so child and parent add without the segment lock.
+//!
+//! A child that dies in the middle of an extended read also holds a writer, which waits until the
+//! reader lets it go. The ledger keeps those writers too (noted before the commit that holds them),
+//! so the parent lets them go when the reader cannot.
 
 use crate::engine;
-use crate::shm::{LEDGER_ENTRIES, LedgerRec, NIL, segment};
+use crate::shm::{LEDGER_ENTRIES, LEDGER_HOLDING, LedgerRec, NIL, segment};
 use cspnet_core::Role;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +52,61 @@ pub(crate) fn create() -> Option<u64> {
         e.key.store(0, Ordering::Relaxed);
         e.count.store(0, Ordering::Relaxed);
     }
+    for h in &rec.holding {
+        h.store(0, Ordering::Relaxed);
+    }
     Some(off)
+}
+
+/// This process's ledger, or [`NIL`].
+pub(crate) fn mine() -> u64 {
+    MINE.load(Ordering::Acquire)
+}
+
+/// The extended reader whose ledger is `ledger` (`NIL`: none) now holds the writer whose waiter
+/// record is `writer`. Noted before the commit, so no moment exists at which the reader could die
+/// holding a writer its ledger does not name. With no room left (more than [`LEDGER_HOLDING`]
+/// writers held at once by one process) it is not noted, and a writer held by a reader that dies
+/// stays held, as it would without a ledger.
+pub(crate) fn hold(ledger: u64, writer: u64) {
+    if ledger == NIL {
+        return;
+    }
+    let rec: &LedgerRec = segment().rec(ledger);
+    for h in &rec.holding {
+        if h.compare_exchange(0, writer, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// The reader whose ledger is `ledger` no longer holds `writer` (it let it go, or the commit that
+/// would have held it failed).
+pub(crate) fn let_go(ledger: u64, writer: u64) {
+    if ledger == NIL {
+        return;
+    }
+    let rec: &LedgerRec = segment().rec(ledger);
+    for h in &rec.holding {
+        if h.compare_exchange(writer, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// The writers the child whose ledger this is still holds in extended reads. Call it once the
+/// child is gone, before [`close`].
+pub(crate) fn holding(ledger: u64) -> Vec<u64> {
+    let rec: &LedgerRec = segment().rec(ledger);
+    rec.holding
+        .iter()
+        .map(|h| h.load(Ordering::Acquire))
+        .filter(|&w| w != 0)
+        .collect()
 }
 
 /// In a child: from now on, this process counts its ends in `ledger`.
@@ -107,7 +165,7 @@ pub(crate) fn close(ledger: u64) -> Option<Vec<(u64, Role)>> {
     (!overflowed).then_some(held)
 }
 
-const _: () = assert!(LEDGER_ENTRIES > 0 && size_of::<AtomicU64>() == 8);
+const _: () = assert!(LEDGER_ENTRIES > 0 && LEDGER_HOLDING > 0 && size_of::<AtomicU64>() == 8);
 
 #[cfg(test)]
 mod tests {
@@ -135,6 +193,21 @@ mod tests {
         let mut held = close(l).unwrap();
         held.sort_by_key(|&(c, r)| (c, r as u8));
         assert_eq!(held, vec![(8192, Role::Reader), (8192, Role::Writer)]);
+    }
+
+    #[test]
+    fn a_ledger_keeps_the_writers_still_held() {
+        let _alone = crate::SEGMENT_TESTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let l = create().expect("room for a ledger");
+        hold(l, 4096);
+        hold(l, 8192);
+        let_go(l, 4096);
+        let_go(l, 12288); // never held: nothing changes
+        assert_eq!(holding(l), vec![8192]);
+        hold(NIL, 4096); // a process without a ledger: nothing to note
+        assert_eq!(close(l), Some(vec![]));
     }
 
     #[test]

@@ -113,11 +113,15 @@ const _: () = assert!(
 );
 // SAFETY: repr(C), Words, Word32s and a SlotCell.
 unsafe impl Record for Entry {}
-// SAFETY: repr(C), a Word and an array of LedgerEntry (two AtomicU64s each).
+// SAFETY: repr(C), a Word, an array of LedgerEntry (two AtomicU64s each) and AtomicU64s.
 unsafe impl Record for LedgerRec {}
 
 /// How many distinct channel ends one child's ledger can count.
 pub(crate) const LEDGER_ENTRIES: usize = 63;
+
+/// How many writers one child can hold at once in extended reads and still have them let go if
+/// it dies (more is only nested or concurrent extended reads in one OS process).
+pub(crate) const LEDGER_HOLDING: usize = 4;
 
 /// What one child OS process holds, for its parent to release if it dies (see `ledger.rs`).
 #[repr(C)]
@@ -125,6 +129,9 @@ pub(crate) struct LedgerRec {
     /// Set once an end did not fit: the parent then falls back to poisoning the census.
     pub(crate) overflow: Word,
     pub(crate) entries: [LedgerEntry; LEDGER_ENTRIES],
+    /// The waiter records of the writers the child holds in extended reads (0: a free place),
+    /// for its parent to let go if it dies in the middle of one.
+    pub(crate) holding: [AtomicU64; LEDGER_HOLDING],
 }
 
 /// One channel end kind in a ledger: `key` names it (0: a free entry), `count` is how many the
@@ -257,6 +264,9 @@ pub(crate) struct WaiterRec {
     /// For an extended reader committed while it waited: the record of the writer it holds (set
     /// by that writer before the claim), or `NIL`.
     pub(crate) holder: Word,
+    /// The ledger of the child process whose thread this is (`NIL`: none), where a writer that
+    /// commits this thread's extended read notes itself as held, before the claim.
+    pub(crate) ledger: Word,
 }
 
 /// A waiter's registration on one queue.

@@ -418,3 +418,59 @@ fn a_child_forked_while_another_thread_panics_can_panic_too() {
     stop.store(true, Ordering::Relaxed);
     noise.join().unwrap();
 }
+
+/// A reader killed in the middle of an extended read lets its writer go: the parent, which sees
+/// it die, releases the writer it held (noted in its ledger before the commit). Before, the writer
+/// waited forever for an action that would never end.
+#[test]
+fn a_reader_killed_in_an_extended_read_lets_its_writer_go() {
+    use cspnet_processes::Alternation;
+    use std::time::Duration;
+
+    let ch = Channel::<u32>::new();
+    let ready = Channel::<i32>::new();
+    let x = Channel::<u32>::new();
+    let report = Channel::<String>::with_buffer(1);
+    let (ch_r, ch_w) = (ch.reader(), ch.writer());
+    let (ready_r, ready_w) = (ready.reader(), ready.writer());
+    let (x_r, x_w) = (x.reader(), x.writer());
+    let (rep_r, rep_w) = (report.reader(), report.writer());
+    let handle = spawn([
+        process(move || {
+            ch_r.read_extended(|_| -> Result<(), ChannelError> {
+                // The writer is held now; die before letting it go.
+                ready_w.write(std::process::id() as i32)?;
+                x_r.read()?; // blocks: the test never writes to x
+                Ok(())
+            })??;
+            Ok(0)
+        })
+        .named("reader"),
+        process(move || {
+            rep_w.write(format!("{:?}", ch_w.write(7)))?;
+            Ok(1)
+        })
+        .named("writer"),
+    ]);
+    let pid = ready_r.read().unwrap();
+    // SAFETY: kill on the pid of our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    // A bound on how long the release may take, not a guess at when it happens.
+    let got = Alternation::new()
+        .input(&rep_r, Some)
+        .timeout(Duration::from_secs(20), || None)
+        .select()
+        .unwrap();
+    let Some(got) = got else {
+        // SAFETY: kill on the pid of our own child (the writer, still held).
+        unsafe { libc::kill(handle.pids()[1].unwrap() as i32, libc::SIGKILL) };
+        panic!("the writer was still held 20 s after its reader died");
+    };
+    assert_eq!(got, "Ok(())", "the write was taken before the reader died");
+    let err = handle.join().expect_err("the reader must be reported");
+    assert_eq!(err.failures().len(), 1, "{err}");
+    assert_eq!(err.first().process(), "reader", "{err}");
+    drop(x_w);
+    assert_reaped(pid);
+    assert_nothing_in_dev_shm();
+}
