@@ -1126,6 +1126,8 @@ fn start_watchdog() -> Result<(libc::pid_t, libc::c_int), String> {
 
 /// The watchdog: leads a process group of its own, in which every child of the supervisor is
 /// placed, waits for end-of-file on the pipe (the supervisor ended, however), and kills the group.
+/// It does the waiting as `/bin/sh` (`cspnet-watchdog -c 'read line; kill -9 0'`), so that it
+/// holds none of the supervisor's memory.
 ///
 /// It is a fork of a possibly multi-threaded program, so it makes async-signal-safe calls only.
 fn watchdog_main(read_end: libc::c_int, write_end: libc::c_int) -> ! {
@@ -1144,9 +1146,29 @@ fn watchdog_main(read_end: libc::c_int, write_end: libc::c_int) -> ! {
         // Hold nothing of the supervisor's open: no pipe of its reads end-of-file late because
         // of us.
         close_all_but(read_end);
+        // The pipe as standard input (without close-on-exec), then become a shell that waits for
+        // end-of-file and kills the group: a fork would otherwise keep every page the supervisor
+        // had when it started, for as long as the program runs, even after the supervisor frees
+        // them (gigabytes, for a program that builds its data before its first child). Its argv[0]
+        // names it. Should there be no shell, the fork waits itself.
+        let mut fd = read_end;
+        if fd != 0 && libc::dup2(fd, 0) == 0 {
+            libc::close(fd);
+            fd = 0;
+        }
+        if fd == 0 {
+            let argv = [
+                c"cspnet-watchdog".as_ptr(),
+                c"-c".as_ptr(),
+                c"read line; kill -9 0".as_ptr(),
+                std::ptr::null(),
+            ];
+            let envp = [std::ptr::null()];
+            libc::execve(c"/bin/sh".as_ptr(), argv.as_ptr(), envp.as_ptr());
+        }
         let mut byte = 0u8;
         loop {
-            let n = libc::read(read_end, (&raw mut byte).cast(), 1);
+            let n = libc::read(fd, (&raw mut byte).cast(), 1);
             if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
                 break;
             }

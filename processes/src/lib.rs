@@ -127,9 +127,10 @@
 //!
 //! No process a program starts, directly or not, outlives it, whether it returns from `main`,
 //! exits, panics or is killed with `SIGKILL`. Before its first child, the program forks a
-//! *watchdog* (named `cspnet-watchdog`): it leads a process group of its own, closes every
-//! descriptor but the read end of a pipe whose write end only the program holds (close-on-exec,
-//! and closed first thing in every forked child), and waits. Every child joins that group, and
+//! *watchdog*: it leads a process group of its own, closes every descriptor but the read end of a
+//! pipe whose write end only the program holds (close-on-exec, and closed first thing in every
+//! forked child), and waits, as a shell (`/bin/sh`, whose command line reads `cspnet-watchdog -c
+//! ..`), so that it holds none of the program's memory. Every child joins that group, and
 //! whatever a child starts (a `Command`, a shell and its jobs, a sub-network) is born into it.
 //! When the program is killed, the pipe reads end-of-file and the watchdog sends `SIGKILL` to the
 //! whole group; when it exits, `exit` kills the group itself and reaps the watchdog, so nothing it

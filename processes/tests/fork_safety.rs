@@ -303,14 +303,18 @@ mod linux {
         fds
     }
 
-    /// The child of `parent` named `cspnet-watchdog`, if any.
+    /// The child of `parent` that is its watchdog, if any: named `cspnet-watchdog` (until it
+    /// becomes a shell) or with a command line that starts so (once it is one).
     fn watchdog_of(parent: i32) -> Option<i32> {
         std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
             let pid: i32 = e.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
             let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
             let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (name == "cspnet-watchdog" && ppid == parent).then_some(pid)
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let argv0 = cmdline.split(|&b| b == 0).next()?;
+            let named = name == "cspnet-watchdog" || argv0 == b"cspnet-watchdog";
+            (named && ppid == parent).then_some(pid)
         })
     }
 
