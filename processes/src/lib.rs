@@ -211,6 +211,8 @@ mod engine;
 #[cfg(target_os = "linux")]
 mod exec;
 #[cfg(target_os = "linux")]
+pub mod forked;
+#[cfg(target_os = "linux")]
 mod futex;
 #[cfg(target_os = "linux")]
 pub mod heap;
