@@ -712,6 +712,7 @@ impl<E> Run<E> {
 /// A numbered batch of events, as it travels to a worker.
 type Batch<E> = (u64, Vec<E>);
 type BeforeFork = Box<dyn FnOnce() -> io::Result<()>>;
+type Progress = Box<dyn FnMut(u64)>;
 type AfterFork = Arc<dyn Fn(&mut WorkerCtx) -> io::Result<()> + Send + Sync>;
 
 /// Fork-after-initialise workers: build the shared state, then
@@ -737,6 +738,7 @@ pub struct ForkWorkers {
     dispatch: Dispatch,
     before_fork: Option<BeforeFork>,
     after_fork: Option<AfterFork>,
+    progress: Option<Progress>,
 }
 
 impl fmt::Debug for ForkWorkers {
@@ -795,6 +797,7 @@ impl ForkWorkers {
             dispatch: Dispatch::Queue,
             before_fork: None,
             after_fork: None,
+            progress: None,
         }
     }
 
@@ -846,6 +849,25 @@ impl ForkWorkers {
         hook: impl Fn(&mut WorkerCtx) -> io::Result<()> + Send + Sync + 'static,
     ) -> Self {
         self.after_fork = Some(Arc::new(hook));
+        self
+    }
+
+    /// A callback run in the parent each time a worker commits a batch, with how many events
+    /// have been processed so far (to drive a progress bar).
+    ///
+    /// ```no_run
+    /// # let root = tempfile::tempdir().unwrap();
+    /// let mut seen = Vec::new();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// cspnet_processes::forked::ForkWorkers::new(2, root.path())
+    ///     .progress(move |done| tx.send(done).unwrap())
+    ///     .run(0..5u8, |_, _| Ok(()))
+    ///     .unwrap();
+    /// seen.extend(rx.try_iter());
+    /// assert_eq!(seen.last(), Some(&5));
+    /// ```
+    pub fn progress(mut self, report: impl FnMut(u64) + 'static) -> Self {
+        self.progress = Some(Box::new(report));
         self
     }
 
@@ -929,6 +951,7 @@ impl ForkWorkers {
         }
 
         let work = Arc::new(work);
+        let mut progress = self.progress;
         let mut sup = Supervisor::<u64>::new();
         let mut rank_of = HashMap::new();
         for (rank, ctx, queue, note, released, after) in bodies {
@@ -1001,7 +1024,12 @@ impl ForkWorkers {
                             turn_rank = (q + 1) % w;
                         }
                     }
-                    Turn::Note(n) => book.note(n),
+                    Turn::Note(n) => {
+                        book.note(n);
+                        if let Some(report) = progress.as_mut() {
+                            report(book.events_done.iter().sum());
+                        }
+                    }
                     Turn::Exit(exit) => {
                         let rank = rank_of[&exit.id];
                         let reason = match &exit.outcome {
