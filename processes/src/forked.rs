@@ -6,7 +6,7 @@
 //! there in every worker (captured by the worker closure; nothing is serialized) and costs its
 //! memory once, however many workers read it. Only what a worker writes becomes its own.
 //!
-//! ```no_run
+//! ```
 //! use cspnet_processes::forked::{Dispatch, ForkWorkers};
 //! use std::io::Write;
 //! use std::sync::Arc;
@@ -37,7 +37,7 @@
 //!    worker's output file `root/worker-<rank>/worker-<rank>.txt`; then it runs the
 //!    [`before_fork`](ForkWorkers::before_fork) hook once (flush or close what a child must not
 //!    inherit half-written).
-//! 2. It starts the workers under a [`Supervisor`](crate::Supervisor): each is a `fork` of the
+//! 2. It starts the workers under a [`Supervisor`]: each is a `fork` of the
 //!    parent, named `worker-<rank>`. In the child the worker enters its directory (it becomes the
 //!    working directory, so relative paths land there), runs the
 //!    [`after_fork`](ForkWorkers::after_fork) hook with its [`WorkerCtx`] (reopen files, reseed a
@@ -80,10 +80,10 @@
 //!   the children would share by accident. Shared pages stay shared only while nobody writes
 //!   them: a worker that writes into the table (or a garbage collector or reference count that
 //!   touches every object) copies the pages it touches.
-//! - **[`exec`](crate::exec)** when the parent cannot be forked safely (many threads, a library
+//! - **[`exec`](crate::exec())** when the parent cannot be forked safely (many threads, a library
 //!   with global locks, a simulator that must start from a clean state) or the state is cheap to
 //!   rebuild: each worker starts fresh, and shares nothing but its channels.
-//! - **A fresh process per job** (a [`process`](crate::process) per job, or an `exec` per job) when
+//! - **A fresh process per job** (a [`process`] per job, or an `exec` per job) when
 //!   jobs must not affect each other (leaks, global state, crashes that corrupt memory), at the
 //!   cost of a start per job (a fork is a few milliseconds).
 //!
@@ -167,7 +167,7 @@ pub enum ForkError {
 /// `after_fork` hook get it. It is [`Write`]: what is written is appended to the worker's output
 /// file when the batch of events ends (a *commit*).
 ///
-/// ```no_run
+/// ```
 /// use cspnet_processes::forked::ForkWorkers;
 /// use std::io::Write;
 /// let root = tempfile::tempdir().unwrap();
@@ -189,7 +189,7 @@ pub struct WorkerCtx {
 impl WorkerCtx {
     /// This worker's rank, `0..workers`.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// cspnet_processes::forked::ForkWorkers::new(3, root.path())
     ///     .run(0..3u8, |ctx, _| { assert!(ctx.rank() < 3); Ok(()) })
@@ -201,7 +201,7 @@ impl WorkerCtx {
 
     /// How many workers the run has.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// cspnet_processes::forked::ForkWorkers::new(3, root.path())
     ///     .run(0..3u8, |ctx, _| { assert_eq!(ctx.workers(), 3); Ok(()) })
@@ -213,7 +213,7 @@ impl WorkerCtx {
 
     /// This worker's own directory, `root/worker-<rank>` (also its working directory).
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// cspnet_processes::forked::ForkWorkers::new(1, root.path())
     ///     .run(0..1u8, |ctx, _| { assert!(ctx.dir().ends_with("worker-0")); Ok(()) })
@@ -360,7 +360,7 @@ impl MemoryReport {
 /// The memory of a run's workers and parent, all read at one moment: after every worker had
 /// processed its events and before any exited. Display prints it as a table.
 ///
-/// ```no_run
+/// ```
 /// use cspnet_processes::forked::ForkWorkers;
 /// let table = vec![7u64; 16 << 20]; // 128 MiB, built before the fork
 /// let root = tempfile::tempdir().unwrap();
@@ -525,7 +525,7 @@ impl fmt::Display for WorkerFailure {
 /// What a run of fork-after-initialise workers left: per-worker outputs and directories, how many
 /// events each did, the memory report, the failures and the lost events, and the merge step.
 ///
-/// ```no_run
+/// ```
 /// use cspnet_processes::forked::ForkWorkers;
 /// use std::io::Write;
 /// let root = tempfile::tempdir().unwrap();
@@ -549,7 +549,7 @@ pub struct Run<E> {
 impl<E> Run<E> {
     /// Each worker's directory, by rank.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path()).run(0..2u8, |_, _| Ok(())).unwrap();
     /// assert_eq!(run.dirs()[1], root.path().join("worker-1"));
@@ -560,7 +560,7 @@ impl<E> Run<E> {
 
     /// Each worker's output file, by rank (`root/worker-<rank>/worker-<rank>.txt`).
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path()).run(0..2u8, |_, _| Ok(())).unwrap();
     /// assert!(run.outputs()[0].ends_with("worker-0/worker-0.txt"));
@@ -571,7 +571,7 @@ impl<E> Run<E> {
 
     /// How many events each worker processed and committed, by rank.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path()).run(0..9u8, |_, _| Ok(())).unwrap();
     /// assert_eq!(run.events_done().iter().sum::<u64>(), 9);
@@ -583,7 +583,7 @@ impl<E> Run<E> {
     /// The memory of every finished worker and of the parent, read at one moment; an error if
     /// `/proc/PID/smaps_rollup` could not be read.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path()).run(0..2u8, |_, _| Ok(())).unwrap();
     /// assert_eq!(run.memory().unwrap().workers.len(), 2);
@@ -594,12 +594,14 @@ impl<E> Run<E> {
 
     /// The workers that failed, by rank.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path())
-    ///     .run(0..4u8, |ctx, _| if ctx.rank() == 1 { Err(std::io::Error::other("no")) } else { Ok(()) })
+    ///     .after_fork(|ctx| if ctx.rank() == 1 { Err(std::io::Error::other("no")) } else { Ok(()) })
+    ///     .run(0..4u8, |_, _| Ok(()))
     ///     .unwrap();
     /// assert_eq!(run.failures()[0].rank, 1);
+    /// assert!(run.lost().is_empty()); // worker 0 took them all
     /// ```
     pub fn failures(&self) -> &[WorkerFailure] {
         &self.failures
@@ -608,7 +610,7 @@ impl<E> Run<E> {
     /// The events that were not processed: taken by a worker that failed before committing them,
     /// or never handed out because no worker was left. In the order they were given.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(1, root.path())
     ///     .run(0..4u8, |_, e| if e == 2 { Err(std::io::Error::other("bad event")) } else { Ok(()) })
@@ -621,7 +623,7 @@ impl<E> Run<E> {
 
     /// Whether every worker finished and every event was processed.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path()).run(0..4u8, |_, _| Ok(())).unwrap();
     /// assert!(run.is_complete());
@@ -633,7 +635,7 @@ impl<E> Run<E> {
     /// The committed part of worker `rank`'s output: what it wrote for the events it finished
     /// (a failed worker's file may hold more, written after its last commit; that is left out).
     ///
-    /// ```no_run
+    /// ```
     /// # use std::io::Write;
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(1, root.path())
@@ -650,7 +652,7 @@ impl<E> Run<E> {
 
     /// Merges the committed outputs, rank by rank, into `dest`; returns how many lines it wrote.
     ///
-    /// ```no_run
+    /// ```
     /// # use std::io::Write;
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path())
@@ -673,7 +675,7 @@ impl<E> Run<E> {
     /// Merges the committed outputs into `dest`, sorted by `key` (lines with equal keys keep the
     /// rank order); returns how many lines it wrote. The lines are held in memory to sort them.
     ///
-    /// ```no_run
+    /// ```
     /// # use std::io::Write;
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(3, root.path())
@@ -719,7 +721,7 @@ type AfterFork = Arc<dyn Fn(&mut WorkerCtx) -> io::Result<()> + Send + Sync>;
 /// `ForkWorkers::new(workers, root)`, optional hooks and [`Dispatch`], and
 /// [`run`](ForkWorkers::run) over the events. See the [module docs](self) for how a run goes.
 ///
-/// ```no_run
+/// ```
 /// use cspnet_processes::forked::{Dispatch, ForkWorkers};
 /// use std::io::Write;
 /// let geometry = vec![1.5f64; 1 << 20]; // expensive to build; read by every event
@@ -817,7 +819,7 @@ impl ForkWorkers {
     /// the first fork (flush buffers, close what the children must not share). If it fails, no
     /// worker is started and [`run`](Self::run) returns [`ForkError::BeforeFork`].
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// use std::io::Write;
     /// let err = cspnet_processes::forked::ForkWorkers::new(2, root.path())
@@ -836,7 +838,7 @@ impl ForkWorkers {
     /// write output through the context. If it fails, that worker fails (reported by rank in
     /// [`Run::failures`]) and the others go on.
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path())
     ///     .after_fork(|ctx| std::fs::write("log.txt", format!("worker {} starts", ctx.rank())))
@@ -855,7 +857,7 @@ impl ForkWorkers {
     /// A callback run in the parent each time a worker commits a batch, with how many events
     /// have been processed so far (to drive a progress bar).
     ///
-    /// ```no_run
+    /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let mut seen = Vec::new();
     /// let (tx, rx) = std::sync::mpsc::channel();
@@ -876,7 +878,7 @@ impl ForkWorkers {
     /// captured (the state built before the fork) is shared copy-on-write. An error it returns
     /// fails that worker (see [`Run::failures`] and [`Run::lost`]).
     ///
-    /// ```no_run
+    /// ```
     /// use std::io::Write;
     /// # let root = tempfile::tempdir().unwrap();
     /// let lookup: Vec<u64> = (0..1_000_000).map(|i| i * 3).collect();
@@ -1060,6 +1062,9 @@ impl ForkWorkers {
             .pri_select()
         {
             book.note(n);
+            if let Some(report) = progress.as_mut() {
+                report(book.events_done.iter().sum());
+            }
         }
 
         // Every living worker waits now: read them all at this one moment, then let them go.
