@@ -903,23 +903,18 @@ impl ForkWorkers {
             Dispatch::Chunks(0) => return Err(ForkError::EmptyChunks),
             Dispatch::Chunks(n) => (n, 1),
         };
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ForkError::Io { path, source }
-        };
         let mut dirs = Vec::with_capacity(w);
         let mut outputs = Vec::with_capacity(w);
         let mut files = Vec::with_capacity(w);
-        for rank in 0..w {
-            let dir = self.root.join(format!("worker-{rank}"));
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            // Absolute, so the worker's directory means the same after it changes directory.
-            let dir = std::fs::canonicalize(&dir).map_err(io_err(&dir))?;
-            let out = dir.join(format!("worker-{rank}.txt"));
-            files.push(File::create(&out).map_err(io_err(&out))?);
+        for (dir, out, file) in prepare(&self.root, w)? {
             dirs.push(dir);
             outputs.push(out);
+            files.push(file);
         }
+        // Made first so that it is dropped last: if the parent unwinds, the channel ends below go
+        // first (a panicking thread poisons them), which ends every worker, and then the
+        // supervisor waits for them.
+        let mut sup = Supervisor::<u64>::new();
 
         // Every end joins before any worker starts: a channel retires when its last reader or
         // writer leaves, and a worker that ended early must not retire it for the others.
@@ -954,7 +949,6 @@ impl ForkWorkers {
 
         let work = Arc::new(work);
         let mut progress = self.progress;
-        let mut sup = Supervisor::<u64>::new();
         let mut rank_of = HashMap::new();
         for (rank, ctx, queue, note, released, after) in bodies {
             let work = Arc::clone(&work);
@@ -1034,12 +1028,7 @@ impl ForkWorkers {
                     }
                     Turn::Exit(exit) => {
                         let rank = rank_of[&exit.id];
-                        let reason = match &exit.outcome {
-                            Err(_) => exit.failure().map(|f| f.to_string()),
-                            Ok(Err(e)) => Some(format!("process 'worker-{rank}' ended: {e}")),
-                            Ok(Ok(_)) => None,
-                        };
-                        if let Some(reason) = reason {
+                        if let Some(reason) = failure_of(&exit) {
                             book.state[rank] = State::Failed;
                             failures.push(WorkerFailure { rank, reason });
                             if queues > 1 {
@@ -1068,42 +1057,14 @@ impl ForkWorkers {
         }
 
         // Every living worker waits now: read them all at this one moment, then let them go.
-        let memory = MemoryReport::read(std::process::id()).and_then(|parent| {
-            let workers = book
-                .state
-                .iter()
-                .enumerate()
-                .filter_map(|(rank, s)| match s {
-                    State::Finished(pid) => Some((rank, *pid)),
-                    _ => None,
-                })
-                .map(|(rank, pid)| {
-                    MemoryReport::read(pid).map(|m| MemoryReport {
-                        rank: Some(rank),
-                        ..m
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let watchdog = match workers.first().map(|w| watchdog_of(w.pid)) {
-                Some(Some(pid)) => Some(MemoryReport::read(pid)?),
-                _ => None,
-            };
-            Ok(MemoryReports {
-                parent,
-                watchdog,
-                workers,
-            })
-        });
+        let memory = sample(&book.state);
         drop(release_out);
         while let Some(exit) = sup.next_exit() {
             let rank = rank_of[&exit.id];
-            if let Some(f) = exit.failure() {
+            if let Some(reason) = failure_of(&exit) {
                 if book.state[rank] != State::Failed {
                     book.state[rank] = State::Failed;
-                    failures.push(WorkerFailure {
-                        rank,
-                        reason: f.to_string(),
-                    });
+                    failures.push(WorkerFailure { rank, reason });
                 }
             }
         }
@@ -1122,6 +1083,60 @@ impl ForkWorkers {
             lost,
         })
     }
+}
+
+/// Makes each worker's directory, `root/worker-<rank>`, and creates (truncating) its output file.
+/// Returns, by rank, the directory, the output file's path and the open output file.
+fn prepare(root: &Path, w: usize) -> Result<Vec<(PathBuf, PathBuf, File)>, ForkError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ForkError::Io { path, source }
+    };
+    let mut prepared = Vec::with_capacity(w);
+    for rank in 0..w {
+        let dir = root.join(format!("worker-{rank}"));
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // Absolute, so the worker's directory means the same after it changes directory.
+        let dir = std::fs::canonicalize(&dir).map_err(io_err(&dir))?;
+        let out = dir.join(format!("worker-{rank}.txt"));
+        let file = File::create(&out).map_err(io_err(&out))?;
+        prepared.push((dir, out, file));
+    }
+    Ok(prepared)
+}
+
+/// Why a worker failed, if it did: it panicked, crashed or was killed, or its body ended with a
+/// channel error (poison) instead of its count.
+fn failure_of(exit: &Exit<u64>) -> Option<String> {
+    match &exit.outcome {
+        Err(_) => exit.failure().map(|f| f.to_string()),
+        Ok(Err(e)) => Some(format!("process '{}' ended: {e}", exit.name)),
+        Ok(Ok(_)) => None,
+    }
+}
+
+/// Reads the memory of the parent, every finished worker (each waits to be released, so all are
+/// read while all are alive) and the watchdog.
+fn sample(state: &[State]) -> Result<MemoryReports, MemoryError> {
+    let parent = MemoryReport::read(std::process::id())?;
+    let mut workers = Vec::new();
+    for (rank, s) in state.iter().enumerate() {
+        if let State::Finished(pid) = *s {
+            workers.push(MemoryReport {
+                rank: Some(rank),
+                ..MemoryReport::read(pid)?
+            });
+        }
+    }
+    let watchdog = match workers.first().and_then(|w| watchdog_of(w.pid)) {
+        Some(pid) => Some(MemoryReport::read(pid)?),
+        None => None,
+    };
+    Ok(MemoryReports {
+        parent,
+        watchdog,
+        workers,
+    })
 }
 
 /// The watchdog whose process group the worker `pid` runs in: the group's leader, if that is

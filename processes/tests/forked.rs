@@ -388,3 +388,27 @@ fn an_unreadable_smaps_rollup_is_an_error() {
     let me = MemoryReport::read(std::process::id()).unwrap();
     assert_eq!(me.shared + me.private, me.rss);
 }
+
+/// A panic in the parent in the middle of a run (here, in the iterator of events) unwinds
+/// without hanging: the queues retire, every worker ends and is waited for, nothing is left.
+#[test]
+fn a_panic_in_the_parent_mid_run_ends_every_worker() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().to_path_buf();
+    let events = (0..100u64).inspect(|&e| assert!(e < 20, "the event source broke at {e}"));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ForkWorkers::new(2, &dir)
+            .after_fork(|_| std::fs::write("pid", std::process::id().to_string()))
+            .run(events, |ctx, e| writeln!(ctx, "{e} {}", e * e))
+    }));
+    let message = unwound.expect_err("the run unwinds");
+    let text = message
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(text.contains("the event source broke at 20"), "{text}");
+    for rank in 0..2 {
+        let pid = std::fs::read_to_string(root.path().join(format!("worker-{rank}/pid"))).unwrap();
+        assert_gone(pid.parse().unwrap());
+    }
+    assert_nothing_in_dev_shm();
+}
