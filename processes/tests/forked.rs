@@ -1,6 +1,7 @@
 //! Fork-after-initialise workers (`cspnet_processes::forked`): hooks and per-worker directories,
-//! every event exactly once under each dispatch, memory shared copy-on-write (PSS against RSS), a
-//! crashing worker reported by rank without losing the others' outputs, and nothing left behind.
+//! every event exactly once under each dispatch, a crashing worker reported by rank without
+//! losing the others' outputs, and nothing left behind. The memory test (PSS against RSS) is in
+//! `forked_memory.rs`, alone in its binary.
 //!
 //! Only OS processes can do this (the other backends share one address space already), so these
 //! tests are here and not in the conformance suite. Linux only, like the backend.
@@ -10,7 +11,6 @@ use cspnet_processes::forked::{Dispatch, ForkError, ForkWorkers, MemoryReport, R
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Waits (up to a minute) until `pid` is no longer in /proc: not running, not a zombie.
@@ -164,62 +164,6 @@ fn every_event_is_processed_exactly_once_under_each_dispatch() {
         }
         assert_clean(&run);
     }
-}
-
-/// The point of forking after initialising: 4 workers that each read a 128 MiB table built before
-/// the fork map it all (each worker's RSS counts it, so the RSS sum is over 3.5 tables; it would be
-/// at least 4), but share its pages with the parent and each other, so the PSS of all five
-/// processes together stays under 1.5 tables. Without sharing it would be at least 5 tables (each
-/// worker's copy plus the parent's); with it, one table plus each process's own pages (a few MiB
-/// each), which leaves about 64 MiB of margin.
-#[test]
-fn workers_share_the_table_copy_on_write_summed_pss_stays_near_one_table() {
-    const TABLE: u64 = 128 << 20;
-    let table: Arc<Vec<u64>> = Arc::new((0..TABLE / 8).map(|i| i ^ 0x5555).collect());
-    let want: u64 = table.iter().fold(0, |a, &v| a.wrapping_add(v));
-    let root = tempfile::tempdir().unwrap();
-    let t = Arc::clone(&table);
-    let run = ForkWorkers::new(4, root.path())
-        .after_fork(move |ctx| {
-            // One full pass: the worker touches every page of the table.
-            let sum = t.iter().fold(0, |a: u64, &v| a.wrapping_add(v));
-            writeln!(ctx, "{} {sum}", ctx.rank())
-        })
-        .run(0..4u64, |_, _| Ok(()))
-        .unwrap();
-    assert!(run.is_complete());
-    for rank in 0..4 {
-        assert_eq!(run.read_output(rank).unwrap(), format!("{rank} {want}\n"));
-    }
-    let mem = run.memory().unwrap();
-    println!("{mem}");
-    assert_eq!(mem.workers.len(), 4);
-    for w in &mem.workers {
-        assert!(
-            w.shared >= TABLE * 9 / 10,
-            "worker {:?} shares {}",
-            w.rank,
-            w.shared
-        );
-        assert!(
-            w.private < TABLE / 4,
-            "worker {:?} owns {}",
-            w.rank,
-            w.private
-        );
-    }
-    assert!(
-        mem.workers_rss() > TABLE * 7 / 2,
-        "summed RSS {} is not over 3.5 tables",
-        mem.workers_rss()
-    );
-    assert!(
-        mem.total_pss() < TABLE * 3 / 2,
-        "summed PSS {} is not under 1.5 tables",
-        mem.total_pss()
-    );
-    drop(table);
-    assert_clean(&run);
 }
 
 /// A worker killed by SIGKILL in the middle of its events is reported by rank; the other workers
