@@ -107,7 +107,15 @@ mod run {
         // Initialise once: the expensive, read-only state every event needs.
         let start = Instant::now();
         let entries = args.table_mib * (1 << 20) / 8;
-        let table: Arc<Vec<u64>> = Arc::new((0..entries).map(mix).collect());
+        let mut table = Vec::new();
+        if let Err(e) = table.try_reserve_exact(entries as usize) {
+            fail(&format!(
+                "no memory for a {} MiB table: {e}",
+                args.table_mib
+            ));
+        }
+        table.extend((0..entries).map(mix));
+        let table = Arc::new(table);
         let table_bytes = entries * 8;
         println!(
             "table: {} built in {:.2} s",
