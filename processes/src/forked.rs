@@ -37,9 +37,9 @@
 //!    worker's output file `root/worker-<rank>/worker-<rank>.txt`; then it runs the
 //!    [`before_fork`](ForkWorkers::before_fork) hook once (flush or close what a child must not
 //!    inherit half-written).
-//! 2. It starts the workers under a [`Supervisor`]: each is a `fork` of the
-//!    parent, named `worker-<rank>`. In the child the worker enters its directory (it becomes the
-//!    working directory, so relative paths land there), runs the
+//! 2. It starts the workers under a [`Supervisor`]: each is a `fork` of the parent, named
+//!    `worker-<rank>`. In the child the worker enters its directory (it becomes the working
+//!    directory, so relative paths land there), runs the
 //!    [`after_fork`](ForkWorkers::after_fork) hook with its [`WorkerCtx`] (reopen files, reseed a
 //!    generator, pin a thread pool), then reads batches of events. `fastrand` is reseeded in every
 //!    child already.
@@ -83,9 +83,9 @@
 //! - **[`exec`](crate::exec())** when the parent cannot be forked safely (many threads, a library
 //!   with global locks, a simulator that must start from a clean state) or the state is cheap to
 //!   rebuild: each worker starts fresh, and shares nothing but its channels.
-//! - **A fresh process per job** (a [`process`] per job, or an `exec` per job) when
-//!   jobs must not affect each other (leaks, global state, crashes that corrupt memory), at the
-//!   cost of a start per job (a fork is a few milliseconds).
+//! - **A fresh process per job** (a [`process`] per job, or an `exec` per job) when jobs must not
+//!   affect each other (leaks, global state, crashes that corrupt memory), at the cost of a start
+//!   per job (a fork is a few milliseconds).
 //!
 //! On the threads and coroutines backends every worker already shares the parent's memory
 //! (there is nothing to copy and nothing to report per process), so this module exists on the
@@ -547,12 +547,12 @@ pub struct Run<E> {
 }
 
 impl<E> Run<E> {
-    /// Each worker's directory, by rank.
+    /// Each worker's directory, by rank (made absolute).
     ///
     /// ```
     /// # let root = tempfile::tempdir().unwrap();
     /// let run = cspnet_processes::forked::ForkWorkers::new(2, root.path()).run(0..2u8, |_, _| Ok(())).unwrap();
-    /// assert_eq!(run.dirs()[1], root.path().join("worker-1"));
+    /// assert_eq!(run.dirs()[1], root.path().canonicalize().unwrap().join("worker-1"));
     /// ```
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
