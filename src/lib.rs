@@ -214,6 +214,14 @@
 //! assert_eq!(outcomes, ["process 'w1' panicked: bad job", "process 'w2' ended"]);
 //! ```
 //!
+//! # Fork after initialise (OS processes only)
+//!
+//! `cspnet::processes::forked` builds something large once, forks workers that share it copy-on-write
+//! (AthenaMP's pattern), and reports the memory each really uses (RSS against PSS). Use it when
+//! workers need the same expensive, read-only state; use `exec` when the program cannot be forked
+//! safely or the state is cheap to rebuild, and a fresh process per job when jobs must not affect
+//! each other. Its module docs say more; `cargo run --release --example events` shows it.
+//!
 //! # Code written once for every backend
 //!
 //! The API is one implementation over a backend trait, so a farm, a job graph or a library of your

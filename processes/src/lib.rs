@@ -102,6 +102,14 @@
 //! }
 //! ```
 //!
+//! # Fork after initialise
+//!
+//! Because a closure process is a `fork`, what the parent built before it is simply there in the
+//! child, shared copy-on-write. [`forked`] makes a pattern of it (AthenaMP's): build the large,
+//! read-only state once, fork `W` workers with hooks before and after the fork, hand them events,
+//! merge their outputs, and read each process's RSS and PSS at one moment to see the memory saved.
+//! Its docs say when to prefer it over [`exec`] or a fresh process per job.
+//!
 //! # Fork safety
 //!
 //! After `fork` only the forking thread exists in the child. A lock that another thread of the
@@ -211,6 +219,8 @@ mod codec;
 mod engine;
 #[cfg(target_os = "linux")]
 mod exec;
+#[cfg(target_os = "linux")]
+pub mod forked;
 #[cfg(target_os = "linux")]
 mod futex;
 #[cfg(target_os = "linux")]
