@@ -206,13 +206,13 @@ mod run {
         let mem = run.memory().unwrap_or_else(|e| fail(&e.to_string()));
         println!("{mem}");
         println!(
-            "events: {} workers, {} events, summed RSS {}, summed PSS {} ({} table shared by {} processes)",
+            "events: {} workers, {} events, summed RSS {}, summed PSS {} ({} table shared by the parent and {} workers)",
             args.workers,
             args.events,
             Bytes(mem.total_rss()),
             Bytes(mem.total_pss()),
             Bytes(table_bytes),
-            mem.workers.len() + 1 + usize::from(mem.watchdog.is_some()),
+            mem.workers.len(),
         );
     }
 }

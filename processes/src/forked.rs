@@ -53,9 +53,8 @@
 //!    the orphan guard's watchdog's, at that one moment ([`MemoryReports`]): every worker has
 //!    touched its data and none has exited, so each shared page is divided among all the
 //!    processes that map it, which is what PSS means. Then it lets them go and collects their
-//!    exits. (The watchdog is a fork of the program made before its first child: if the shared
-//!    state was built before then, the watchdog maps it too, holds its pages until the program
-//!    ends, and takes a share of their PSS; so it has a row of its own.)
+//!    exits. (The watchdog has a row of its own so that the sums are of every process of the
+//!    run; it is a small shell, so its row is a few hundred KiB whatever the shared state.)
 //! 5. The [`Run`] names the output files, how many events each worker did, the memory, the
 //!    workers that failed and the events that were lost; [`Run::merge_lines`] and
 //!    [`Run::merge_sorted_by_key`] merge the outputs in the parent.
