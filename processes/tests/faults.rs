@@ -7,6 +7,9 @@
 //! Linux only, like the processes backend itself.
 #![cfg(target_os = "linux")]
 
+mod common;
+use common::assert_nothing_in_dev_shm;
+
 use cspnet_core::Cause;
 use cspnet_processes::{Barrier, Channel, ChannelError, Outcome, parallel, process, spawn};
 
@@ -24,18 +27,6 @@ fn assert_reaped(pid: i32) {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "pid {pid} still exists"
     );
-}
-
-fn assert_nothing_in_dev_shm() {
-    let ours: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains("cspnet") || n.contains("ipc-channel"))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(ours.is_empty(), "left in /dev/shm: {ours:?}");
 }
 
 /// Runs a victim that reports its pid, then blocks reading `x` (whose writer the test holds) while

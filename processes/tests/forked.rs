@@ -7,33 +7,13 @@
 //! tests are here and not in the conformance suite. Linux only, like the backend.
 #![cfg(target_os = "linux")]
 
+mod common;
+use common::{assert_gone, assert_nothing_in_dev_shm};
+
 use cspnet_processes::forked::{Dispatch, ForkError, ForkWorkers, MemoryReport, Run};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// Waits (up to a minute) until `pid` is no longer in /proc: not running, not a zombie.
-fn assert_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "pid {pid} is still there");
-        std::thread::yield_now();
-    }
-}
-
-/// Nothing of ours in /dev/shm: the segment is a memfd, and ipc-channel keeps nothing there.
-fn assert_nothing_in_dev_shm() {
-    let ours: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains("cspnet") || n.contains("ipc-channel"))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(ours.is_empty(), "left in /dev/shm: {ours:?}");
-}
 
 /// Every worker that was sampled has gone, and nothing is in /dev/shm.
 fn assert_clean<E>(run: &Run<E>) {

@@ -6,20 +6,12 @@
 //! counted in the parent and, shared at the fork, in every worker. Linux only, like the backend.
 #![cfg(target_os = "linux")]
 
+mod common;
+use common::assert_gone;
+
 use cspnet_processes::forked::ForkWorkers;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Waits (up to a minute) until `pid` is no longer in /proc: not running, not a zombie.
-fn assert_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "pid {pid} is still there");
-        std::thread::yield_now();
-    }
-}
 
 /// The point of forking after initialising: 4 workers that each read a 128 MiB table built before
 /// the fork map it all (each worker's RSS counts it, so the RSS sum is over 3.5 tables; it would be

@@ -6,33 +6,14 @@
 //! parts only OS processes have. Linux only, like the processes backend itself.
 #![cfg(target_os = "linux")]
 
+mod common;
+use common::{assert_gone, assert_nothing_in_dev_shm};
+
 use cspnet_processes::{
     Alternation, Cause, Channel, ChannelError, Exit, Supervisor, process, spawn,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-
-/// Waits (up to a minute) until `pid` is no longer in /proc: not running, not a zombie.
-fn assert_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "pid {pid} is still there");
-        std::thread::yield_now();
-    }
-}
-
-/// Nothing of ours in /dev/shm: the segment is a memfd, and ipc-channel keeps nothing there.
-fn assert_nothing_in_dev_shm() {
-    let ours: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains("cspnet") || n.contains("ipc-channel"))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(ours.is_empty(), "left in /dev/shm: {ours:?}");
-}
 
 fn suicide() -> ! {
     // SAFETY: raise(3) with a valid signal number; SIGKILL ends this process at once.
