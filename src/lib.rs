@@ -299,8 +299,9 @@ pub use cspnet_core::{
 pub mod generic {
     #[doc(inline)]
     pub use cspnet_core::{
-        Alternation, Backend, Barrier, BarrierEnd, Barriers, Carries, Channel, IntoIter, Iter,
-        Mobile, Process, Reader, Spawned, Supervisor, Writer, current_process_id, io, parallel,
+        Alternation, Backend, Barrier, BarrierEnd, Barriers, Carries, CarriesFarm, Channel, Farm,
+        FarmError, FarmReport, FarmRun, IntoIter, Iter, JobContext, JobFailure, JobResult, Mobile,
+        Process, Reader, Spawned, Supervisor, WorkerEnds, Writer, current_process_id, io, parallel,
         process, sequence, spawn,
     };
     #[doc(inline)]
