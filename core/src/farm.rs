@@ -797,7 +797,12 @@ where
             }
         }
         loop {
-            let live = self.workers.iter().filter(|w| self.can_take(w)).count();
+            // A worker that has ended its last job is on its way out and does not count.
+            let live = self
+                .workers
+                .iter()
+                .filter(|w| w.holding.is_some() || self.can_take(w))
+                .count();
             if live >= self.max_workers {
                 return;
             }
