@@ -146,7 +146,9 @@ fn main() {
         "## Monte Carlo pi\n\nA farm (farmer, W workers, collector) over {PI_SAMPLES} samples in jobs \
          of {PI_BATCH}; ms from every worker being ready to the collector having the last result \
          (process start-up is not timed: see *Starting a process*). rayon runs the same jobs with \
-         `par_iter` on a pool of W threads.\n\n![speedup against workers](speedup.svg)\n"
+         `par_iter` on a pool of W threads. `Farm`: the library's `cspnet::generic::Farm` on the \
+         same jobs, each under its own ID; its whole run is timed, worker start-up included.\n\n\
+         ![speedup against workers](speedup.svg)\n"
     );
     pi.markdown(&mut md, |v| num(v / 1e6));
     speedups(&mut md, &pi);
@@ -155,7 +157,9 @@ fn main() {
         "## Mandelbrot\n\n{}×{} pixels, {} iterations; ms from every worker being ready to the last rows (start-up not timed). `loop`: one row per \
          job, the kernel a plain Rust loop (PyCSP's C-module variant); `rayon`: a band of rows per \
          job, which the worker hands to `into_par_iter` on a pool of {} threads (PyCSP's numpy \
-         variant). rayon alone: `into_par_iter` over rows on a pool of W threads.\n",
+         variant). rayon alone: `into_par_iter` over rows on a pool of W threads. `Farm`: the \
+         library's `cspnet::generic::Farm`, a band of rows per job (about eight per worker), its \
+         whole run timed, worker start-up included.\n",
         IMAGE.width,
         IMAGE.height,
         IMAGE.max_iter,
@@ -453,6 +457,11 @@ fn cspnet_row(backend: Backend) -> String {
     format!("cspnet {backend}")
 }
 
+/// The row of the library's `Farm` on `backend`.
+fn farm_layer_row(backend: Backend) -> String {
+    format!("cspnet {backend}, Farm")
+}
+
 // ---------------------------------------------------------------------------------------------
 // The scenarios
 
@@ -624,6 +633,16 @@ fn farm_table(p: &ProgressBar, farm: Farm) -> Table {
                 })
             }));
         }
+    }
+    // The library's Farm (cspnet::generic::Farm), whole runs with worker start-up timed.
+    for b in Backend::ALL {
+        m.push(member(farm_layer_row(b), move |w| {
+            let w = w as u32;
+            timed(move |_| match farm {
+                Farm::Pi => flat(scenarios::pi_farm_layer(b, w, PI_SAMPLES, PI_BATCH)),
+                Farm::Mandelbrot => flat(scenarios::mandelbrot_farm_layer(b, w, IMAGE)),
+            })
+        }));
     }
     m.push(member("rayon alone", move |w| {
         let w = w as usize;
@@ -1190,6 +1209,19 @@ fn goals(md: &mut String, ring: &Table, barrier: &Table, pi: &Table, mandelbrot:
                 ratio(&t.get("rayon alone", cores.min(4.0)), &t.get(&row, 2.0)),
                 target,
                 ok,
+            );
+        }
+        for b in [Backend::Threads, Backend::Processes] {
+            line(
+                format!(
+                    "{name}: throughput of the library's Farm, 2 workers ÷ rayon on {cores} threads, {b}"
+                ),
+                ratio(
+                    &t.get("rayon alone", cores.min(4.0)),
+                    &t.get(&farm_layer_row(b), 2.0),
+                ),
+                "≥ 0.95×",
+                |v| v >= 0.95,
             );
         }
     }

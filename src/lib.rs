@@ -254,8 +254,8 @@ mod backend;
 
 pub use backend::{Backend, BackendError};
 pub use cspnet_core::{
-    BufferError, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd, KillError, Outcome,
-    ProcessError, ProcessId,
+    BufferError, Cause, ChannelError, ErrorText, Exit, Failure, FarmError, FarmReport, HeldEnd,
+    JobContext, JobFailure, JobResult, KillError, Outcome, ProcessError, ProcessId,
 };
 
 /// The same API, generic over the backend: for code written once that runs on every backend (a
