@@ -464,7 +464,10 @@ impl JobSet {
         // clap's names are `&'static str` (without its `string` feature); this runs once per
         // program, which then exits.
         let name: &'static str = Box::leak(self.name.clone().into_boxed_str());
-        let cmd = JobSetArgs::augment_args(clap::Command::new(name).about(about));
+        // After augment_args, which would otherwise give the program JobSetArgs' own doc comment.
+        let cmd = JobSetArgs::augment_args(clap::Command::new(name))
+            .about(about)
+            .long_about(None::<&str>);
         let args = JobSetArgs::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
         std::process::exit(self.execute(&args));
     }
