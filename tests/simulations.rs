@@ -29,6 +29,9 @@ mod linux {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
+    /// One check: the job set, and the directory it may use.
+    type Check = fn(&JobSet, &Path);
+
     /// Marks a run of this binary as the job-set program itself (for the command-line checks).
     const PROGRAM: &str = "--as-program";
 
@@ -58,7 +61,7 @@ mod linux {
             std::process::exit(set.execute(&parsed));
         }
         let out = std::env::temp_dir().join(format!("cspnet-simulations-{}", std::process::id()));
-        let checks: [(&str, fn(&JobSet, &Path)); 3] = [
+        let checks: [(&str, Check); 3] = [
             (
                 "twelve_jobs_run_in_twelve_fresh_processes_two_at_a_time",
                 twelve_jobs_run_in_twelve_fresh_processes_two_at_a_time,

@@ -446,9 +446,8 @@ impl JobSet {
     /// [`execute`](Self::execute); exits with its code.
     ///
     /// ```no_run
-    /// fn main() {
-    ///     cspnet_processes::JobSet::new("sims").job("a", |_| Ok("ok".into())).main();
-    /// }
+    /// // First thing in `main`:
+    /// cspnet_processes::JobSet::new("sims").job("a", |_| Ok("ok".into())).main();
     /// ```
     pub fn main(self) -> ! {
         use clap::{Args, FromArgMatches};
