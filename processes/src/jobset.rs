@@ -40,7 +40,7 @@ use std::sync::{Arc, OnceLock};
 ///
 /// fn main() {
 ///     Registry::new().register("worker", worker).init();
-///     let farm = Farm::with_workers(exec_workers("worker"))
+///     let farm = Farm::<u64, u64>::with_workers(exec_workers("worker"))
 ///         .workers(2)
 ///         .max_tasks_per_child(1)
 ///         .output_dir("runs");
