@@ -158,7 +158,7 @@ fn main() {
          job, the kernel a plain Rust loop (PyCSP's C-module variant); `rayon`: a band of rows per \
          job, which the worker hands to `into_par_iter` on a pool of {} threads (PyCSP's numpy \
          variant). rayon alone: `into_par_iter` over rows on a pool of W threads. `Farm`: the \
-         library's `cspnet::generic::Farm`, a band of rows per job (about eight per worker), its \
+         library's `cspnet::generic::Farm`, a band of rows per job (about sixteen per worker), its \
          whole run timed, worker start-up included.\n",
         IMAGE.width,
         IMAGE.height,

@@ -3,8 +3,9 @@
 //! A [`Farm`] is a small CSP network a reader can follow:
 //!
 //! - the **dispatcher** is the process that runs the farm (its loop is [`FarmRun`]'s `next`). It
-//!   knows which job each worker holds, hands a job to an idle worker over that worker's own
-//!   unbuffered channel, and waits in one [`Alternation`] on the results channel and on its
+//!   knows which jobs each worker holds, hands a job to an idle worker over that worker's own
+//!   channel (with one slot: while many jobs wait, a busy worker holds its next one there, so it
+//!   never waits for the dispatcher), and waits in one [`Alternation`] on the results channel and on its
 //!   [`Supervisor`]'s exits;
 //! - each **worker** is a CSP process started under that supervisor ([`WorkerEnds::serve`]): it
 //!   reads a job, runs the job function, writes `(worker, result)` to the shared results channel,
@@ -247,7 +248,8 @@ pub struct WorkerEnds<B, J, R>
 where
     B: Carries<(JobContext, J)> + Carries<(u64, R)>,
 {
-    /// The worker's own job channel (the dispatcher writes one job at a time).
+    /// The worker's own job channel (the dispatcher writes a job when the worker is idle, and
+    /// one ahead while many wait).
     pub jobs: Reader<B, (JobContext, J)>,
     /// The results channel every worker shares.
     pub results: Writer<B, (u64, R)>,
@@ -621,11 +623,16 @@ struct Worker<B: Carries<(JobContext, J)>, J> {
     os_pid: Option<u32>,
     /// Its job channel; `None` once a write to it failed (the worker is gone).
     jobs: Option<Writer<B, (JobContext, J)>>,
-    /// The job it is running.
-    holding: Option<Pending<J>>,
+    /// The job it is running, then the one waiting in its channel's buffer (see [`PREFETCH`]).
+    holding: VecDeque<Pending<J>>,
     /// Jobs it has been given.
     given: u64,
 }
+
+/// While more than this many jobs per worker wait, each worker is given a second job to hold in
+/// its channel's buffer, so it goes on without waiting for the dispatcher's round trip; near the
+/// end of the queue it is not, so no job waits behind a running one while another worker is idle.
+const PREFETCH: usize = 2;
 
 /// What the dispatcher's alternation took.
 enum Event<R> {
@@ -682,7 +689,10 @@ where
     /// assert!(run.next().is_some());
     /// ```
     pub fn running(&self) -> usize {
-        self.workers.iter().filter(|w| w.holding.is_some()).count()
+        self.workers
+            .iter()
+            .filter(|w| !w.holding.is_empty())
+            .count()
     }
 
     /// The OS process id of the worker running job `id`, on the processes backend.
@@ -694,7 +704,7 @@ where
     pub fn pid_of(&self, id: &str) -> Option<u32> {
         self.workers
             .iter()
-            .find(|w| w.holding.as_ref().is_some_and(|p| p.id == id))
+            .find(|w| w.holding.front().is_some_and(|p| p.id == id))
             .and_then(|w| w.os_pid)
     }
 
@@ -728,14 +738,18 @@ where
         {
             worker.jobs = None;
         }
-        worker.holding = Some(p);
+        worker.holding.push_back(p);
     }
 
     /// Starts a worker for `p` and hands it `p`.
     fn start_worker(&mut self, p: Pending<J>) {
         let key = self.next_key;
         self.next_key += 1;
-        let jobs = Channel::<B, (JobContext, J)>::named(&format!("{}-jobs-{key}", self.name));
+        // A slot for the job given ahead (see PREFETCH).
+        let jobs = Channel::<B, (JobContext, J)>::named_with_buffer(
+            &format!("{}-jobs-{key}", self.name),
+            1,
+        );
         let ends = WorkerEnds {
             jobs: jobs.reader(),
             results: self.results.clone(),
@@ -765,7 +779,7 @@ where
                     name,
                     os_pid,
                     jobs: Some(jobs.writer()),
-                    holding: None,
+                    holding: VecDeque::new(),
                     given: 0,
                 });
                 drop(jobs);
@@ -785,31 +799,40 @@ where
         w.jobs.is_some() && self.max_tasks.is_none_or(|m| w.given < m)
     }
 
-    /// Hands queued jobs to idle workers, then starts workers for the rest, up to the limit.
+    /// Hands queued jobs to idle workers, starts workers for the rest up to the limit, and,
+    /// while plenty wait, gives each busy worker one more to hold.
     fn dispatch(&mut self) {
-        for w in 0..self.workers.len() {
-            if self.queue.is_empty() {
-                return;
-            }
-            if self.workers[w].holding.is_none() && self.can_take(&self.workers[w]) {
-                let p = self.queue.pop_front().expect("not empty");
-                self.give(w, p);
-            }
-        }
+        self.hand_out(1);
         loop {
             // A worker that has ended its last job is on its way out and does not count.
             let live = self
                 .workers
                 .iter()
-                .filter(|w| w.holding.is_some() || self.can_take(w))
+                .filter(|w| !w.holding.is_empty() || self.can_take(w))
                 .count();
             if live >= self.max_workers {
-                return;
+                break;
             }
             let Some(p) = self.queue.pop_front() else {
                 return;
             };
             self.start_worker(p);
+        }
+        if self.queue.len() > PREFETCH * self.max_workers {
+            self.hand_out(PREFETCH);
+        }
+    }
+
+    /// Gives a queued job to each worker that holds fewer than `up_to` and can take one.
+    fn hand_out(&mut self, up_to: usize) {
+        for w in 0..self.workers.len() {
+            if self.queue.is_empty() {
+                return;
+            }
+            if self.workers[w].holding.len() < up_to && self.can_take(&self.workers[w]) {
+                let p = self.queue.pop_front().expect("not empty");
+                self.give(w, p);
+            }
         }
     }
 
@@ -841,7 +864,7 @@ where
         let Some(w) = self.workers.iter_mut().find(|w| w.key == key) else {
             return;
         };
-        if let Some(p) = w.holding.take() {
+        if let Some(p) = w.holding.pop_front() {
             self.done += 1;
             self.ready.push_back(JobResult {
                 id: p.id,
@@ -864,8 +887,14 @@ where
         let Some(w) = self.workers.iter().position(|w| w.pid == exit.id) else {
             return;
         };
-        let worker = self.workers.remove(w);
-        if let Some(p) = worker.holding {
+        let mut worker = self.workers.remove(w);
+        // Jobs behind the one it was running never started: they go back to the queue, untried.
+        while worker.holding.len() > 1 {
+            let mut p = worker.holding.pop_back().expect("more than one");
+            p.attempts -= 1;
+            self.queue.push_front(p);
+        }
+        if let Some(p) = worker.holding.pop_front() {
             let cause = match exit.outcome {
                 Err(cause) => cause,
                 Ok(Ok(_)) => Cause::Crashed("the worker ended without a result".into()),
@@ -941,7 +970,7 @@ where
                 // worker's deliberate poison gets here, and then no result can come back.
                 Err(e) => {
                     for w in std::mem::take(&mut self.workers) {
-                        if let Some(p) = w.holding {
+                        for p in w.holding {
                             let cause = Cause::Crashed(format!("the farm's channels failed: {e}"));
                             self.fail(p, &w.name, w.os_pid, cause);
                         }

@@ -2511,6 +2511,30 @@ mod farm {
     }
 
     #[test]
+    fn a_job_held_behind_a_crashed_one_runs_untried_in_a_fresh_worker() {
+        // One worker and many jobs: it holds the next job while it runs one, so when job 2
+        // panics, job 3 is waiting behind it.
+        let farm = csp::Farm::new(|n: u64, _| {
+            if n == 2 {
+                panic!("two");
+            }
+            n
+        })
+        .workers(1);
+        let mut run = farm.start(jobs(12)).unwrap();
+        let mut got = Vec::new();
+        for r in &mut run {
+            got.push((r.id, r.outcome.is_ok(), r.attempts));
+        }
+        got.sort();
+        let expected: Vec<(String, bool, u32)> = jobs(12).map(|(id, n)| (id, n != 2, 1)).collect();
+        assert_eq!(
+            got, expected,
+            "every job once, only job 2 failed, none tried twice"
+        );
+    }
+
+    #[test]
     fn a_failed_job_is_retried_in_a_fresh_worker() {
         let flaky = |n: u64, ctx: &cspnet_core::JobContext| {
             if n % 3 == 0 && ctx.attempt() == 1 {
