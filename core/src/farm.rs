@@ -600,10 +600,11 @@ fn progress_bar(name: &str, total: u64) -> ProgressBar {
         ProgressDrawTarget::hidden()
     };
     let bar = ProgressBar::with_draw_target(Some(total), target);
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+    let style = ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} {msg}, ETA {eta}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(name.to_owned());
+    bar.set_message("starting");
     bar
 }
 
@@ -908,7 +909,7 @@ where
         if let Some(bar) = &self.bar {
             bar.set_position(self.done + self.failed);
             bar.set_message(format!(
-                "done {}, failed {}, running {}",
+                "done {} failed {} running {}",
                 self.done,
                 self.failed,
                 self.running()
@@ -950,6 +951,7 @@ where
                 return Some(r);
             }
             self.dispatch();
+            self.draw();
             if !self.ready.is_empty() {
                 continue;
             }
