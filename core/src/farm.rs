@@ -444,8 +444,8 @@ where
     }
 
     /// Shows a progress bar on standard error (done, failed and running jobs, and an estimate of
-    /// the time left) when it is a terminal, and a plain summary line at the end when it is not.
-    /// Default: off.
+    /// the time left) while it is a terminal (hidden when it is not), and prints one summary line
+    /// there at the end either way. Default: off.
     ///
     /// ```
     /// let farm = cspnet_threads::Farm::new(|n: u8, _| n).progress(true).named("doc");
