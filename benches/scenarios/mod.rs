@@ -456,9 +456,10 @@ fn farm_total<R: Copy + Into<u64>>(
     report.results.values().map(|&v| v.into()).sum()
 }
 
-/// Rows per job of the farm-layer Mandelbrot: about sixteen bands per worker.
+/// Rows per job of the farm-layer Mandelbrot: about 64 bands per worker (a few rows each), fine
+/// enough that no worker waits long for the last band.
 fn farm_band(image: Image, workers: u32) -> u32 {
-    image.height.div_ceil(16 * workers).max(1)
+    image.height.div_ceil(64 * workers).max(1)
 }
 
 /// Mandelbrot on the library's farm: a band of rows per job, each job's pixels back under its ID;

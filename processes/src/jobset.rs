@@ -243,17 +243,27 @@ impl JobSet {
         self.jobs.iter().map(|(id, _)| id.as_str())
     }
 
-    /// Checks the IDs, makes the set the program's, and registers its worker: in a re-executed
-    /// worker this runs the job it is given and exits; anywhere else it returns. Call it first
-    /// thing in `main` (or call [`main`](Self::main), which does).
+    /// Checks the IDs (distinct, and each usable as a directory name), makes the set the
+    /// program's, and registers its worker: in a re-executed worker this runs the job it is
+    /// given and exits; anywhere else it returns. Call it first thing in `main` (or call
+    /// [`main`](Self::main), which does).
     ///
     /// ```
-    /// let set = cspnet_processes::JobSet::new("doc-init").job("a", |_| Ok(String::new()));
+    /// use cspnet_processes::JobSet;
+    /// let bad = JobSet::new("doc-bad").job("a/b", |_| Ok(String::new()));
+    /// assert_eq!(bad.init().unwrap_err().to_string(), "the job ID \"a/b\" cannot name a directory");
+    /// let twice = JobSet::new("doc-twice").job("a", |_| Ok(String::new())).job("a", |_| Ok(String::new()));
+    /// assert_eq!(twice.init().unwrap_err().to_string(), "two jobs of doc-twice have the ID 'a'");
+    /// let set = JobSet::new("doc-init").job("a", |_| Ok(String::new()));
     /// set.init().unwrap(); // not a worker: returns
     /// ```
     pub fn init(&self) -> Result<(), JobSetError> {
         let mut seen = BTreeSet::new();
         for id in self.ids() {
+            // Each job gets the directory `<out>/<id>`.
+            if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
+                return Err(FarmError::BadId(id.to_owned()).into());
+            }
             if !seen.insert(id) {
                 return Err(JobSetError::DuplicateJob {
                     id: id.to_owned(),
