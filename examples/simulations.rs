@@ -12,14 +12,19 @@
 //!
 //! `SIM_TICKS` (default 3000000) sets how long each simulation runs; the jobs inherit it.
 
+#[cfg(target_os = "linux")]
 use cspnet::processes::{JobContext, JobOutput, JobSet};
+#[cfg(target_os = "linux")]
 use std::io::Write;
 
+#[cfg(target_os = "linux")]
 const WORKLOADS: [(&str, u64); 4] = [("fft", 3), ("sort", 5), ("matmul", 7), ("stream", 11)];
+#[cfg(target_os = "linux")]
 const CPUS: [(&str, u64); 3] = [("atomic", 1), ("timing", 2), ("o3", 4)];
 
 /// One stand-in simulation: a deterministic pseudo-random instruction stream through a toy
 /// pipeline model, `ticks` cycles long. Writes `config.ini` and `stats.txt` into its directory.
+#[cfg(target_os = "linux")]
 fn simulate(ctx: &JobContext, workload: u64, width: u64) -> JobOutput {
     let ticks: u64 = std::env::var("SIM_TICKS")
         .ok()
@@ -60,6 +65,7 @@ fn simulate(ctx: &JobContext, workload: u64, width: u64) -> JobOutput {
 }
 
 /// The suite: one job per workload and CPU model, named `<workload>-<cpu>`.
+#[cfg(target_os = "linux")]
 pub(crate) fn suite() -> JobSet {
     let mut set = JobSet::new("simulations");
     for (workload, seed) in WORKLOADS {
@@ -75,5 +81,10 @@ pub(crate) fn suite() -> JobSet {
 fn main() {
     // First thing: in a re-executed job this runs the job and exits. Then --list, --job ID,
     // -j K, --out DIR and --help.
+    #[cfg(target_os = "linux")]
     suite().main();
+    #[cfg(not(target_os = "linux"))]
+    eprintln!(
+        "simulations runs every job in a fresh OS process: the processes backend is Linux-only"
+    );
 }

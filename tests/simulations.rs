@@ -7,6 +7,7 @@
 //! program's `--list`, `--job ID` and an unknown ID (exit 2). Processes only (Linux): a fresh
 //! program per job is what only OS processes can do.
 
+#[cfg(target_os = "linux")]
 #[path = "../examples/simulations.rs"]
 #[allow(dead_code)] // its `main` is the example's
 mod simulations;
