@@ -1,5 +1,6 @@
 //! Farms: Monte Carlo pi and Mandelbrot with 1, 2 and 4 workers on each backend (an iteration is
-//! one whole run of the network), against rayon alone on the same kernel.
+//! one whole run of the network), the library's `Farm` with 2 workers on each backend, against
+//! rayon alone on the same kernel.
 
 mod scenarios;
 
@@ -39,6 +40,21 @@ fn pi(c: &mut Criterion) {
             );
         }
     }
+    for backend in backends() {
+        g.bench_with_input(
+            BenchmarkId::new(format!("Farm-{backend}"), 2),
+            &2,
+            |b, &w| {
+                b.iter_custom(|iters| {
+                    repeat(iters, || {
+                        scenarios::pi_farm_layer(backend, w, SAMPLES, BATCH)
+                            .unwrap()
+                            .unwrap()
+                    })
+                })
+            },
+        );
+    }
     g.bench_function("rayon-par_iter", |b| {
         b.iter_custom(|iters| {
             repeat(iters, || {
@@ -66,6 +82,21 @@ fn mandelbrot(c: &mut Criterion) {
                 });
             }
         }
+    }
+    for backend in backends() {
+        g.bench_with_input(
+            BenchmarkId::new(format!("Farm-{backend}"), 2),
+            &2,
+            |b, &w| {
+                b.iter_custom(|iters| {
+                    repeat(iters, || {
+                        scenarios::mandelbrot_farm_layer(backend, w, IMAGE)
+                            .unwrap()
+                            .unwrap()
+                    })
+                })
+            },
+        );
     }
     g.bench_function("rayon-into_par_iter", |b| {
         b.iter_custom(|iters| {

@@ -214,6 +214,46 @@
 //! assert_eq!(outcomes, ["process 'w1' panicked: bad job", "process 'w2' ended"]);
 //! ```
 //!
+//! # Farms: jobs by ID in, results by ID out
+//!
+//! A [`Farm`](generic::Farm) is a pool of W worker processes written once over the backend trait,
+//! itself a CSP network: a dispatcher that knows which job each worker holds hands out jobs over
+//! per-worker channels and waits in one alternation on the results channel and its
+//! [`Supervisor`](generic::Supervisor)'s exits. Results come back by job ID as jobs finish (an
+//! iterator from `start`, or all of them by ID from `run`); a job whose worker panics (or, on
+//! processes, is killed) is a [`JobFailure`] naming the job and the cause while every other result
+//! arrives; `retries`, `max_tasks_per_child`, `output_dir` (a directory per job, in its
+//! [`JobContext`]) and `progress` (an indicatif bar, hidden when stderr is not a terminal) are
+//! settings.
+//!
+//! ```
+//! use cspnet::threads as csp;
+//!
+//! let farm = csp::Farm::new(|n: u64, _ctx| (1..=n).sum::<u64>()).workers(2);
+//! let mut ids = Vec::new();
+//! for r in farm.start((1..=4u64).map(|n| (format!("sum-{n}"), n))).unwrap() {
+//!     ids.push(r.id); // in the order the jobs finished
+//! }
+//! ids.sort();
+//! assert_eq!(ids, ["sum-1", "sum-2", "sum-3", "sum-4"]);
+//! let report = farm.run([("ten", 10)]).unwrap();
+//! assert_eq!(report.results["ten"], 55);
+//! ```
+//!
+//! How each job should start, on the processes backend:
+//!
+//! - **fork** (a closure process, the default): cheapest; the job's code and data are simply
+//!   there. The parent should be single-threaded when it forks.
+//! - **fork after initialise** (`cspnet_processes::forked`): workers forked from a process that
+//!   has already loaded a large read-only state, so they share its pages (AthenaMP's pattern).
+//! - **exec, a fresh program per job**: `Farm::with_workers(processes::exec_workers(..))` with
+//!   `max_tasks_per_child(1)`, or a whole program as a `processes::JobSet` (gem5's suite of
+//!   simulations: `--list`, `--job ID`, `-j K`): for process-global state that must not outlive a
+//!   job, a multi-threaded parent, or a per-job working directory, stdout/stderr, arguments and
+//!   environment. Only OS processes can do this; on threads and coroutines
+//!   `max_tasks_per_child(1)` gives each job a fresh thread or coroutine, and a job writes into
+//!   [`JobContext::dir`] explicitly. `examples/simulations.rs` is such a program.
+//!
 //! # Fork after initialise (OS processes only)
 //!
 //! `cspnet::processes::forked` builds something large once, forks workers that share it copy-on-write
@@ -262,8 +302,8 @@ mod backend;
 
 pub use backend::{Backend, BackendError};
 pub use cspnet_core::{
-    BufferError, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd, KillError, Outcome,
-    ProcessError, ProcessId,
+    BufferError, Cause, ChannelError, ErrorText, Exit, Failure, FarmError, FarmReport, HeldEnd,
+    JobContext, JobFailure, JobResult, KillError, Outcome, ProcessError, ProcessId,
 };
 
 /// The same API, generic over the backend: for code written once that runs on every backend (a
@@ -307,8 +347,9 @@ pub use cspnet_core::{
 pub mod generic {
     #[doc(inline)]
     pub use cspnet_core::{
-        Alternation, Backend, Barrier, BarrierEnd, Barriers, Carries, Channel, IntoIter, Iter,
-        Mobile, Process, Reader, Spawned, Supervisor, Writer, current_process_id, io, parallel,
+        Alternation, Backend, Barrier, BarrierEnd, Barriers, Carries, CarriesFarm, Channel, Farm,
+        FarmError, FarmReport, FarmRun, IntoIter, Iter, JobContext, JobFailure, JobResult, Mobile,
+        Process, Reader, Spawned, Supervisor, WorkerEnds, Writer, current_process_id, io, parallel,
         process, sequence, spawn,
     };
     #[doc(inline)]

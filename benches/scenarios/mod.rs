@@ -422,3 +422,78 @@ pub(crate) fn barrier(backend: Backend, n: usize, syncs: u64) -> Run<Duration> {
         csp::parallel(procs).map(|o| o.into_iter().map(|t| t.expect("a member ends normally")).max().unwrap_or(0))
     }))
 }
+
+/// Monte Carlo pi on the library's farm (`Farm`, written once over the backend trait): the same
+/// jobs as `pi_farm`, each `(seed, samples)` under its own ID. The whole run is timed, worker
+/// start-up included (the figure a user of `Farm::run` gets). The answer is checked.
+pub(crate) fn pi_farm_layer(
+    backend: Backend,
+    workers: u32,
+    samples: u64,
+    batch: u64,
+) -> Run<Duration> {
+    let jobs: Vec<(String, (u64, u64))> = pi_jobs(samples, batch)
+        .map(|job| (job.0.to_string(), job))
+        .collect();
+    let start = Instant::now();
+    let total = with_backend!(backend, csp => {
+        let farm = csp::Farm::new(|(seed, n): (u64, u64), _| pi_hits(seed, n)).workers(workers as usize);
+        Ok::<_, ProcessError>(farm_total(farm.run(jobs)))
+    })?;
+    let elapsed = start.elapsed();
+    Ok(total.map(|total| {
+        assert_eq!(total, pi_expected(samples, batch), "the farm lost a job");
+        elapsed
+    }))
+}
+
+/// The sum of a farm's results, which must all have arrived.
+fn farm_total<R: Copy + Into<u64>>(
+    report: Result<cspnet::FarmReport<R>, cspnet::FarmError>,
+) -> u64 {
+    let report = report.expect("the farm starts");
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    report.results.values().map(|&v| v.into()).sum()
+}
+
+/// Rows per job of the farm-layer Mandelbrot: about 64 bands per worker (a few rows each), fine
+/// enough that no worker waits long for the last band.
+fn farm_band(image: Image, workers: u32) -> u32 {
+    image.height.div_ceil(64 * workers).max(1)
+}
+
+/// Mandelbrot on the library's farm: a band of rows per job, each job's pixels back under its ID;
+/// the whole run timed, worker start-up included. The image's checksum is checked.
+pub(crate) fn mandelbrot_farm_layer(backend: Backend, workers: u32, image: Image) -> Run<Duration> {
+    let Image {
+        width,
+        height,
+        max_iter,
+    } = image;
+    let band = farm_band(image, workers);
+    let jobs: Vec<(String, u32)> = (0..height)
+        .step_by(band as usize)
+        .map(|first| (format!("{first:05}"), first))
+        .collect();
+    let start = Instant::now();
+    let sum = with_backend!(backend, csp => {
+        let farm = csp::Farm::new(move |first: u32, _| {
+            let last = (first + band).min(height);
+            (first..last)
+                .flat_map(|row| mandelbrot_row(row, width, height, max_iter))
+                .collect::<Vec<u8>>()
+        })
+        .workers(workers as usize);
+        let report = farm.run(jobs).expect("the farm starts");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        // IDs sort as the rows do: the bands in order are the image.
+        let image: Vec<u8> = report.results.into_values().flatten().collect();
+        assert_eq!(image.len(), width as usize * height as usize);
+        Ok::<_, ProcessError>(image.iter().map(|&p| u64::from(p)).sum::<u64>())
+    })?;
+    let elapsed = start.elapsed();
+    Ok(sum.map(|sum| {
+        assert_eq!(sum, mandelbrot_checksum(image), "the farm lost rows");
+        elapsed
+    }))
+}

@@ -16,6 +16,8 @@
 //! - what engines share beneath the surface: the waiter's claim-once state ([`Claim`],
 //!   [`ClaimWord`], model-checked with loom) and the budget against the kernel's mapping limit
 //!   ([`MappingBudget`]);
+//! - the layers above the channels, made of CSP processes and channels: [`Supervisor`] and
+//!   [`Farm`] (a pool of workers, results by job ID, crashes as failures naming the job);
 //! - errors, the [`Deadline`] behind Skip and Timeout, and the [`suite`] that defines "behaves the
 //!   same".
 //!
@@ -49,6 +51,7 @@ mod context;
 mod deadline;
 mod env;
 mod error;
+mod farm;
 mod guard;
 mod loom;
 mod process;
@@ -73,6 +76,10 @@ pub use env::{env_size, parse_size};
 pub use error::{
     BufferError, Cause, ChannelError, ErrorText, Failure, KillError, Outcome, ProcessError,
     next_in_stream, panic_message,
+};
+pub use farm::{
+    CarriesFarm, Farm, FarmError, FarmReport, FarmRun, JobContext, JobFailure, JobResult,
+    WorkerEnds,
 };
 pub use guard::{Fallback, Policy};
 pub use process::{Process, Spawned, current_process_id, io, parallel, process, sequence, spawn};

@@ -98,9 +98,18 @@ struct Supervised<R> {
     reported: Arc<AtomicBool>,
 }
 
-/// How long a wait for an exit lasts before the supervisor looks again at which processes have
+/// The longest a wait for an exit lasts before the supervisor looks again at which processes have
 /// reported (an exit taken straight from [`Supervisor::exits`] is not announced to it).
 const RECHECK: Duration = Duration::from_millis(50);
+/// The first such wait. A report sets its flag just after its exit is written, so right after an
+/// exit is taken the flag may not be set yet: waits start short and double up to [`RECHECK`],
+/// so that race costs microseconds, not a whole [`RECHECK`].
+const FIRST_CHECK: Duration = Duration::from_micros(50);
+
+/// The next wait after one of `pause` found nothing.
+fn longer(pause: Duration) -> Duration {
+    (pause * 2).min(RECHECK)
+}
 
 /// Starts processes isolated from each other's crashes and reports each one's [`Exit`] the moment
 /// it ends.
@@ -255,6 +264,7 @@ where
     /// assert!(sup.next_exit().is_none());
     /// ```
     pub fn next_exit(&mut self) -> Option<Exit<T>> {
+        let mut pause = FIRST_CHECK;
         loop {
             self.reap_finished();
             // Each report writes its exit before it sets its flag: once all flags are set, an
@@ -264,13 +274,13 @@ where
                 .iter()
                 .all(|c| c.reported.load(Ordering::Acquire));
             match self
-                .take_exit((!all_reported).then_some(RECHECK))
+                .take_exit((!all_reported).then_some(pause))
                 .ok()
                 .flatten()
             {
                 Some(exit) => return Some(exit),
                 None if all_reported => return None,
-                None => {}
+                None => pause = longer(pause),
             }
         }
     }
@@ -355,13 +365,32 @@ where
     fn drop(&mut self) {
         // No process outlives its supervisor: wait for each, taking exits so none is stuck
         // reporting, and tell standard error about failures nobody read.
+        let mut pause = FIRST_CHECK;
         loop {
             self.reap_finished();
+            if self
+                .children
+                .iter()
+                .all(|c| c.reported.load(Ordering::Acquire))
+            {
+                // Every exit is in the channel or taken, and a process that has reported is
+                // ending: join each rather than poll for it.
+                while let Ok(Some(exit)) = self.take_exit(None) {
+                    warn_unread(&exit);
+                }
+                for c in std::mem::take(&mut self.children) {
+                    <B as Carries<T>>::reap(c.running);
+                }
+                return;
+            }
             let wait = !self.children.is_empty();
-            match self.take_exit(wait.then_some(RECHECK)) {
-                Ok(Some(exit)) => warn_unread(&exit),
+            match self.take_exit(wait.then_some(pause)) {
+                Ok(Some(exit)) => {
+                    warn_unread(&exit);
+                    pause = FIRST_CHECK;
+                }
                 Ok(None) if !wait => return,
-                Ok(None) => {}
+                Ok(None) => pause = longer(pause),
                 Err(_) => return,
             }
         }

@@ -1,7 +1,8 @@
 //! The names every backend exports, generated once: [`backend_surface!`](crate::backend_surface).
 
 /// Exports the public API for one backend: `Channel<T>`, `Reader<T>`, `Writer<T>`, `Iter`,
-/// `IntoIter`, `Alternation<'a, R>`, `Barrier`, `BarrierEnd`, `Process<T>`, `Spawned<T>` as aliases of this crate's types
+/// `IntoIter`, `Alternation<'a, R>`, `Barrier`, `BarrierEnd`, `Process<T>`, `Spawned<T>`,
+/// `Supervisor<T>`, `Farm<J, R>`, `FarmRun<J, R>`, `WorkerEnds<J, R>` as aliases of this crate's types
 /// for the backend's engine, the free functions `process`, `parallel`, `sequence`, `spawn`, `io`
 /// and `current_process_id`, and the shared error types. A backend's `lib.rs` says
 ///
@@ -15,8 +16,9 @@
 macro_rules! backend_surface {
     ($engine:ident, $krate:ident) => {
         pub use $crate::{
-            Backend, BufferError, Carries, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd,
-            KillError, Outcome, ProcessError, ProcessId,
+            Backend, BufferError, Carries, CarriesFarm, Cause, ChannelError, ErrorText, Exit,
+            Failure, FarmError, FarmReport, HeldEnd, JobContext, JobFailure, JobResult, KillError,
+            Outcome, ProcessError, ProcessId,
         };
 
         #[doc = concat!("This backend's engine, under the name every backend uses: generic code \
@@ -133,6 +135,30 @@ macro_rules! backend_surface {
         /// assert_eq!(sup.next_exit().unwrap().outcome, Ok(Ok(8)));
         /// ```
         pub type Supervisor<T> = $crate::Supervisor<$engine, T>;
+
+        #[doc = concat!("A farm of worker processes on this backend: jobs by ID in, results by ID out; see [`cspnet_core::Farm`].")]
+        ///
+        /// ```
+        #[doc = concat!("let farm: ", stringify!($krate), "::Farm<u32, u32> = ", stringify!($krate), "::Farm::new(|n, _| n * 2);")]
+        /// assert_eq!(farm.run([("a", 4)]).unwrap().results["a"], 8);
+        /// ```
+        pub type Farm<J, R> = $crate::Farm<$engine, J, R>;
+
+        #[doc = concat!("A running farm on this backend, an iterator over results as they finish; see [`cspnet_core::FarmRun`].")]
+        ///
+        /// ```
+        #[doc = concat!("let run: ", stringify!($krate), "::FarmRun<u32, u32> = ", stringify!($krate), "::Farm::new(|n, _| n).start([(\"a\", 1)]).unwrap();")]
+        /// assert_eq!(run.count(), 1);
+        /// ```
+        pub type FarmRun<J, R> = $crate::FarmRun<$engine, J, R>;
+
+        #[doc = concat!("What a farm's worker process is given on this backend; see [`cspnet_core::WorkerEnds`].")]
+        ///
+        /// ```
+        #[doc = concat!("let farm = ", stringify!($krate), "::Farm::<u8, u8>::with_workers(|ends: ", stringify!($krate), "::WorkerEnds<u8, u8>, _| ", stringify!($krate), "::process(move || ends.serve(|n, _| n)));")]
+        /// assert_eq!(farm.run([("a", 3)]).unwrap().results["a"], 3);
+        /// ```
+        pub type WorkerEnds<J, R> = $crate::WorkerEnds<$engine, J, R>;
 
         /// Makes a CSP process from a closure; see [`cspnet_core::process`].
         ///

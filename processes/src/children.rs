@@ -88,6 +88,10 @@ pub(crate) struct Job {
     pub(crate) args: Vec<u8>,
     pub(crate) id: u64,
     pub(crate) name: String,
+    /// The child's ledger (see `ledger.rs`), holding the census of the ends it was sent: the child
+    /// counts in it from the moment it has taken them up, so a supervised child that is killed
+    /// retires exactly what it held, as a forked one does.
+    pub(crate) ledger: Option<u64>,
 }
 
 /// One change to a re-executed child's environment, applied in the order given.
@@ -416,6 +420,12 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
 
     match hello(pid, server, &server_name, spec.start_timeout) {
         Ok((rx, job_tx)) => {
+            let ledger = ledger::create();
+            if let Some(l) = ledger {
+                for &(chan, role) in &held {
+                    ledger::add(l, chan, role, 1);
+                }
+            }
             let job = Job {
                 func: std::mem::take(&mut spec.func),
                 arg_type: spec.arg_type.to_owned(),
@@ -423,6 +433,7 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
                 args: std::mem::take(&mut spec.args),
                 id: ctx.id().as_u64(),
                 name: ctx.name().to_owned(),
+                ledger,
             };
             if job_tx.send(job).is_err() {
                 // The child is gone; joining will reap it and report the crash.
@@ -432,7 +443,7 @@ pub(crate) fn exec_start(ctx: &ProcessContext, mut spec: ExecSpec) -> Result<Chi
                 rx,
                 held,
                 names: HashMap::new(),
-                ledger: None,
+                ledger,
                 starter: death_signal.then(Starter::current),
             })
         }

@@ -398,7 +398,9 @@ where
     }
 }
 
-type Runner = Box<dyn Fn(&[u8], ProcessContext) -> Result<Vec<u8>, Cause>>;
+/// Decodes the arguments, adopts the ledger (after decoding: the parent counted the ends sent in
+/// it already), and runs the function.
+type Runner = Box<dyn Fn(&[u8], Option<u64>, ProcessContext) -> Result<Vec<u8>, Cause>>;
 
 /// A registered function: its name, its argument and result types (`type_name`), how to run it.
 struct Entry {
@@ -467,10 +469,11 @@ impl Registry {
             name: name.to_owned(),
             arg_type: type_name::<A>(),
             result_type: type_name::<R>(),
-            run: Box::new(move |args, ctx| {
+            run: Box::new(move |args, ledger, ctx| {
                 let a: A = codec::from_bytes(args).map_err(|e| {
                     Cause::CouldNotStart(format!("the arguments of '{fname}' do not decode: {e}"))
                 })?;
+                crate::ledger::adopt(ledger);
                 let outcome = run_body::<ThreadSlot, R>(ctx, move || f(a)).outcome?;
                 codec::to_bytes(&outcome)
                     .map_err(|e| Cause::Panicked(format!("the result could not be encoded: {e}")))
@@ -561,7 +564,7 @@ impl Registry {
                     short_type(&job.result_type)
                 )))
             }
-            Some(e) => (e.run)(&job.args, ctx),
+            Some(e) => (e.run)(&job.args, job.ledger, ctx),
         };
         let sent = tx.send(Msg::Report(report)).is_ok();
         release_waiter();

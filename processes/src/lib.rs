@@ -226,6 +226,8 @@ mod futex;
 #[cfg(target_os = "linux")]
 pub mod heap;
 #[cfg(target_os = "linux")]
+mod jobset;
+#[cfg(target_os = "linux")]
 mod ledger;
 #[cfg(target_os = "linux")]
 mod process;
@@ -239,6 +241,8 @@ pub(crate) static SEGMENT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(()
 
 #[cfg(target_os = "linux")]
 pub use exec::{ExecFn, ExecOptions, Registry, exec};
+#[cfg(target_os = "linux")]
+pub use jobset::{JobOutput, JobSet, JobSetArgs, JobSetError, exec_workers};
 
 /// A forked child runs on the thread that forked it, so the process context lives in a thread-local.
 #[cfg(target_os = "linux")]

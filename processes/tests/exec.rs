@@ -23,8 +23,8 @@ fn main() {
 mod linux {
     use cspnet_core::Cause;
     use cspnet_processes::{
-        Channel, ChannelError, ExecFn, ExecOptions, Outcome, Reader, Registry, Writer, exec,
-        parallel, process, sequence,
+        Channel, ChannelError, ExecFn, ExecOptions, Outcome, Reader, Registry, Supervisor, Writer,
+        exec, parallel, process, sequence,
     };
     use std::collections::BTreeSet;
     use std::io::{Read, Seek};
@@ -251,6 +251,45 @@ mod linux {
     fn nested_probe(_: ()) -> Outcome<(String, u32)> {
         let out = sequence([exec::<_, (String, u32)>("probe_grandchild", ())]).unwrap();
         out.into_iter().next().unwrap()
+    }
+
+    /// Writes 1, then waits at a gate that never opens (until it is killed).
+    fn writes_then_waits((out, gate): (Writer<u32>, Reader<u32>)) -> Outcome<u32> {
+        out.write(1)?;
+        gate.read()
+    }
+
+    /// A supervised exec child that is killed retires the ends it held, as a forked one does:
+    /// a channel shared with a healthy process keeps working, and one whose only reader it was
+    /// retires rather than poisons.
+    fn check_a_killed_supervised_exec_child_retires_its_ends() {
+        let (out, gate) = (Channel::<u32>::with_buffer(2), Channel::<u32>::new());
+        let (mine, gate_w, r) = (out.writer(), gate.writer(), out.reader());
+        let mut sup = Supervisor::<u32>::new();
+        let id = sup
+            .start(
+                exec::<_, u32>("writes_then_waits", (out.writer(), gate.reader())).named("waiter"),
+            )
+            .unwrap();
+        drop((out, gate));
+        assert_eq!(
+            r.read(),
+            Ok(1),
+            "the child has started and waits at the gate"
+        );
+        sup.kill(id).unwrap();
+        let exit = sup.next_exit().unwrap();
+        assert!(
+            matches!(&exit.outcome, Err(Cause::Crashed(m)) if m.contains("SIGKILL")),
+            "{exit}"
+        );
+        mine.write(2).unwrap();
+        assert_eq!(r.read(), Ok(2), "the shared channel is not poisoned");
+        assert_eq!(
+            gate_w.write(3),
+            Err(ChannelError::Retired),
+            "its last reader retired"
+        );
     }
 
     fn check_channel_ends_travel_as_arguments() {
@@ -527,6 +566,7 @@ mod linux {
             .register("panicker", panicker)
             .register("exits", exits)
             .register("double", double)
+            .register("writes_then_waits", writes_then_waits)
             .register("environment", environment)
             .register("shout", shout)
             .register("probe_grandchild", probe_grandchild)
@@ -541,7 +581,11 @@ mod linux {
         parallel([process(|| Ok(()))]).unwrap();
         WATCHDOG.set(children()).unwrap();
         BASELINE.set(own_fds()).unwrap();
-        let checks: [(&str, fn()); 9] = [
+        let checks: [(&str, fn()); 10] = [
+            (
+                "a_killed_supervised_exec_child_retires_its_ends",
+                check_a_killed_supervised_exec_child_retires_its_ends,
+            ),
             (
                 "channel_ends_travel_as_arguments",
                 check_channel_ends_travel_as_arguments,

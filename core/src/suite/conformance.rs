@@ -2445,3 +2445,200 @@ mod extended {
         assert_eq!(rr.read(), Ok("Ok(())".to_string()));
     }
 }
+
+/// Farms: every job's result arrives by its ID, in whatever order jobs finish, and none is lost; a
+/// job whose worker panics is a failure naming the job while every other result arrives; a failed
+/// job is retried in a fresh worker; `max_tasks_per_child(1)` runs each job in a fresh process;
+/// each job gets its own directory; bad settings are errors, not panics.
+mod farm {
+    use super::csp;
+    use cspnet_core::{Cause, FarmError};
+    use std::collections::BTreeSet;
+
+    fn jobs(n: u64) -> impl Iterator<Item = (String, u64)> {
+        (0..n).map(|i| (format!("job-{i:02}"), i))
+    }
+
+    #[test]
+    fn every_result_arrives_by_its_id() {
+        let farm = csp::Farm::new(|n: u64, ctx| (ctx.id().to_owned(), n * n)).workers(3);
+        let report = farm.run(jobs(40)).unwrap();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(report.results.len(), 40);
+        for (id, n) in jobs(40) {
+            assert_eq!(
+                report.results[&id],
+                (id.clone(), n * n),
+                "each result under its own ID"
+            );
+        }
+    }
+
+    #[test]
+    fn results_stream_in_as_jobs_finish() {
+        let farm = csp::Farm::new(|n: u64, _| n + 1).workers(2);
+        let mut run = farm.start(jobs(12)).unwrap();
+        let first = run.next().expect("a result before the farm has finished");
+        assert!(run.running() <= 2, "never more jobs running than workers");
+        let mut seen: BTreeSet<String> = run.map(|r| r.id).collect();
+        assert!(seen.insert(first.id), "no job reported twice");
+        assert_eq!(seen, jobs(12).map(|(id, _)| id).collect());
+    }
+
+    #[test]
+    fn a_panicking_job_is_a_failure_naming_it_and_loses_no_other_result() {
+        let farm = csp::Farm::new(|n: u64, _| {
+            if n == 13 {
+                panic!("job {n} is cursed");
+            }
+            n * 2
+        })
+        .workers(4)
+        .named("cursed");
+        let report = farm.run(jobs(30)).unwrap();
+        assert_eq!(report.results.len(), 29, "every other job finished");
+        for (id, n) in jobs(30).filter(|(_, n)| *n != 13) {
+            assert_eq!(report.results[&id], n * 2);
+        }
+        let f = &report.failures["job-13"];
+        assert_eq!(f.id, "job-13");
+        assert_eq!(f.cause, Cause::Panicked("job 13 is cursed".into()));
+        assert!(f.worker.starts_with("cursed-worker-"), "{f}");
+        assert!(
+            f.to_string()
+                .starts_with("job 'job-13' failed: worker 'cursed-worker-")
+        );
+    }
+
+    #[test]
+    fn a_job_held_behind_a_crashed_one_runs_untried_in_a_fresh_worker() {
+        // One worker and many jobs: it holds the next job while it runs one, so when job 2
+        // panics, job 3 is waiting behind it.
+        let farm = csp::Farm::new(|n: u64, _| {
+            if n == 2 {
+                panic!("two");
+            }
+            n
+        })
+        .workers(1);
+        let mut run = farm.start(jobs(12)).unwrap();
+        let mut got = Vec::new();
+        for r in &mut run {
+            got.push((r.id, r.outcome.is_ok(), r.attempts));
+        }
+        got.sort();
+        let expected: Vec<(String, bool, u32)> = jobs(12).map(|(id, n)| (id, n != 2, 1)).collect();
+        assert_eq!(
+            got, expected,
+            "every job once, only job 2 failed, none tried twice"
+        );
+    }
+
+    #[test]
+    fn a_failed_job_is_retried_in_a_fresh_worker() {
+        let flaky = |n: u64, ctx: &cspnet_core::JobContext| {
+            if n % 3 == 0 && ctx.attempt() == 1 {
+                panic!("first try of {n} fails");
+            }
+            (n, ctx.attempt())
+        };
+        let report = csp::Farm::new(flaky).retries(1).run(jobs(9)).unwrap();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        for (id, n) in jobs(9) {
+            let tries = if n % 3 == 0 { 2 } else { 1 };
+            assert_eq!(report.results[&id], (n, tries));
+        }
+        let report = csp::Farm::new(flaky).retries(0).run(jobs(9)).unwrap();
+        let failed: Vec<&String> = report.failures.keys().collect();
+        assert_eq!(failed, ["job-00", "job-03", "job-06"]);
+        assert_eq!(report.results.len(), 6);
+    }
+
+    #[test]
+    fn a_job_that_always_fails_gives_up_after_its_retries() {
+        let farm = csp::Farm::new(|n: u64, _| -> u64 { panic!("never {n}") }).retries(2);
+        let mut run = farm.start(jobs(1)).unwrap();
+        let r = run.next().unwrap();
+        assert_eq!(r.attempts, 3);
+        assert_eq!(
+            r.outcome.unwrap_err().cause,
+            Cause::Panicked("never 0".into())
+        );
+        assert!(run.next().is_none());
+    }
+
+    #[test]
+    fn one_task_per_child_runs_every_job_in_a_fresh_process() {
+        let who = |_: u64, _: &cspnet_core::JobContext| csp::current_process_id().as_u64();
+        let fresh = csp::Farm::new(who).workers(2).max_tasks_per_child(1);
+        let report = fresh.run(jobs(10)).unwrap();
+        let ids: BTreeSet<u64> = report.results.values().copied().collect();
+        assert_eq!(ids.len(), 10, "ten jobs ran in ten processes: {ids:?}");
+        assert!(!ids.contains(&csp::current_process_id().as_u64()));
+
+        let reused = csp::Farm::new(who).workers(2).max_tasks_per_child(5);
+        let report = reused.run(jobs(10)).unwrap();
+        let ids: BTreeSet<u64> = report.results.values().copied().collect();
+        assert!(
+            (2..=4).contains(&ids.len()),
+            "five jobs a process, at most two at a time: {ids:?}"
+        );
+    }
+
+    #[test]
+    fn each_job_gets_its_own_directory() {
+        let out = std::env::temp_dir().join(format!(
+            "cspnet-farm-dirs-{}-{}",
+            std::process::id(),
+            csp::current_process_id().as_u64()
+        ));
+        let farm = csp::Farm::new(|n: u64, ctx| {
+            use std::io::Write;
+            let mut f = ctx.file("result.txt").expect("the job's directory exists");
+            writeln!(f, "{}", n * 3).expect("written");
+            ctx.dir().map(|d| d.to_string_lossy().into_owned())
+        })
+        .output_dir(&out);
+        let report = farm.run(jobs(5)).unwrap();
+        for (id, n) in jobs(5) {
+            let dir = out.join(&id);
+            assert_eq!(report.results[&id].as_deref(), dir.to_str());
+            let text = std::fs::read_to_string(dir.join("result.txt")).unwrap();
+            assert_eq!(text, format!("{}\n", n * 3));
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn bad_settings_and_jobs_are_errors() {
+        let farm = || csp::Farm::new(|n: u64, _| n);
+        assert!(matches!(
+            farm().workers(0).run(jobs(1)),
+            Err(FarmError::NoWorkers)
+        ));
+        assert!(matches!(
+            farm().max_tasks_per_child(0).run(jobs(1)),
+            Err(FarmError::NoTasksPerChild)
+        ));
+        let twice = [("a", 1), ("b", 2), ("a", 3)];
+        match farm().run(twice) {
+            Err(e @ FarmError::DuplicateId(_)) => {
+                assert_eq!(e.to_string(), "two jobs have the ID 'a'")
+            }
+            other => panic!("expected a duplicate ID, got {other:?}"),
+        }
+        let out = std::env::temp_dir().join("cspnet-farm-never-made");
+        for bad in ["", ".", "..", "a/b"] {
+            assert!(
+                matches!(
+                    farm().output_dir(&out).run([(bad, 1)]),
+                    Err(FarmError::BadId(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(!out.exists(), "nothing made before the jobs were checked");
+        let empty = farm().run(Vec::<(String, u64)>::new()).unwrap();
+        assert!(empty.results.is_empty() && empty.failures.is_empty());
+    }
+}
