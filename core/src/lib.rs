@@ -16,6 +16,8 @@
 //! - what engines share beneath the surface: the waiter's claim-once state ([`Claim`],
 //!   [`ClaimWord`], model-checked with loom) and the budget against the kernel's mapping limit
 //!   ([`MappingBudget`]);
+//! - the layers above the channels, written once over the seam: [`jobs`] (job graphs of external
+//!   commands, the DVSim scheduler pattern; Linux only);
 //! - errors, the [`Deadline`] behind Skip and Timeout, and the [`suite`] that defines "behaves the
 //!   same".
 //!
@@ -50,6 +52,8 @@ mod deadline;
 mod env;
 mod error;
 mod guard;
+#[cfg(target_os = "linux")]
+pub mod jobs;
 mod loom;
 mod process;
 pub mod suite;
