@@ -155,6 +155,9 @@ pub(crate) fn spawn(job: &Job, guard: RawFd) -> io::Result<Child> {
     }
     match &job.log {
         Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
             let log = File::create(path).map_err(|e| {
                 io::Error::new(
                     e.kind(),

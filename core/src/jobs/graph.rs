@@ -26,8 +26,9 @@ pub enum Needs {
     /// Runs once every dependency has passed; cancelled as soon as one fails or is cancelled.
     #[default]
     All,
-    /// Runs once any dependency has passed; cancelled only when none of them can pass any more
-    /// (a coverage merge that needs at least one passing test).
+    /// Runs once every dependency has ended and at least one of them passed; cancelled when
+    /// they have all ended and none passed (a coverage merge that needs any passing test, as
+    /// DVSim's `needs_all_dependencies_passing: false`).
     Any,
 }
 
@@ -153,7 +154,7 @@ impl Job {
         self
     }
 
-    /// Runs once any job named here has passed ([`Needs::Any`]).
+    /// Runs once every job named here has ended, if any of them passed ([`Needs::Any`]).
     ///
     /// ```
     /// use cspnet_core::jobs::{Job, Needs};

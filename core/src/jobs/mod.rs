@@ -15,7 +15,7 @@
 //! # A tour
 //!
 //! **The graph.** [`Job`]s name their dependencies: [`Job::needs`] (every one must pass) or
-//! [`Job::needs_any`] (one passing is enough: a coverage merge). [`JobGraph::build`] checks names,
+//! [`Job::needs_any`] (once they have all ended, one passing is enough: a coverage merge). [`JobGraph::build`] checks names,
 //! finds cycles (and names one), and compiles log patterns once.
 //!
 //! ```
@@ -47,7 +47,7 @@
 //!     .unwrap();
 //! let report = Scheduler::<Threads>::new(graph).jobs(2).run().unwrap();
 //! assert_eq!(report.get("test-1").unwrap().status, JobStatus::Failed);
-//! assert_eq!(report.get("merge").unwrap().status, JobStatus::Passed); // test-0 passed
+//! assert_eq!(report.get("merge").unwrap().status, JobStatus::Passed); // tests 0 and 2 passed
 //! assert_eq!(report.get("report").unwrap().reason.as_deref(), Some("needs 'test-1', which failed"));
 //! assert_eq!(report.exit_code(), 1);
 //! ```

@@ -362,7 +362,7 @@ impl<B: JobBackend> Scheduler<B> {
 /// Where one job is in the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
-    /// Waiting for `left` dependencies (to pass, for `All`; to fail, before `Any` gives up).
+    /// Waiting for `left` dependencies (to pass, for `All`; to end, for `Any`).
     Waiting {
         left: usize,
     },
@@ -408,6 +408,8 @@ struct Run<'s, B: JobBackend> {
     outcomes: Vec<Option<JobOutcome>>,
     first_start: Vec<Option<Instant>>,
     attempts: Vec<u32>,
+    /// Whether any dependency of each job has passed (what `Needs::Any` asks).
+    some_passed: Vec<bool>,
     ready: BinaryHeap<(i64, Reverse<usize>)>,
     used: HashMap<String, usize>,
     slots: Vec<Slot<B>>,
@@ -454,6 +456,7 @@ impl<'s, B: JobBackend> Run<'s, B> {
             outcomes: vec![None; n],
             first_start: vec![None; n],
             attempts: vec![0; n],
+            some_passed: vec![false; n],
             ready: BinaryHeap::new(),
             used: HashMap::new(),
             slots: Vec::new(),
@@ -763,15 +766,16 @@ impl<'s, B: JobBackend> Run<'s, B> {
                     continue;
                 };
                 let left = left.saturating_sub(1);
+                self.some_passed[d] |= passed;
                 match (graph.jobs[d].needs_kind, passed) {
                     (Needs::All, true) if left == 0 => self.make_ready(d),
-                    (Needs::Any, true) => self.make_ready(d),
+                    (Needs::Any, _) if left == 0 && self.some_passed[d] => self.make_ready(d),
                     (Needs::All, false) => todo.push((
                         d,
                         JobStatus::Cancelled,
                         Some(format!("needs '{name}', which {}", status_word(status))),
                     )),
-                    (Needs::Any, false) if left == 0 => todo.push((
+                    (Needs::Any, _) if left == 0 => todo.push((
                         d,
                         JobStatus::Cancelled,
                         Some(format!(
