@@ -75,9 +75,12 @@ impl Guardian {
         self.write.as_raw_fd()
     }
 
-    /// Closes the scheduler's end and waits for the guardian (which then has nothing to kill).
+    /// Ends the guardian once the run has killed and reaped every group itself. It is killed
+    /// rather than left to read end-of-file: a process forked during the run that outlives it
+    /// (the processes backend's watchdog, a user's process) may still hold the write end.
     pub(crate) fn finish(mut self) {
         drop(self.write);
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
