@@ -136,7 +136,10 @@ impl Helper {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
-                Err(_) => panic!("no line '{prefix}..' within {DEADLINE:?}; saw {:?}", self.seen),
+                Err(_) => panic!(
+                    "no line '{prefix}..' within {DEADLINE:?}; saw {:?}",
+                    self.seen
+                ),
             }
         }
     }
@@ -153,7 +156,11 @@ impl Helper {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "the scheduler did not exit: {:?}", self.seen);
+            assert!(
+                Instant::now() < deadline,
+                "the scheduler did not exit: {:?}",
+                self.seen
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
         while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
@@ -178,7 +185,11 @@ fn wait_for_file(path: &Path) -> String {
         if let Ok(text) = std::fs::read_to_string(path) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -187,14 +198,20 @@ fn wait_for_file(path: &Path) -> String {
 fn gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z')),
     }
 }
 
 fn assert_gone(pids: &[i32]) {
     let deadline = Instant::now() + DEADLINE;
     while !pids.iter().all(|&p| gone(p)) {
-        assert!(Instant::now() < deadline, "processes {pids:?} outlived their scheduler");
+        assert!(
+            Instant::now() < deadline,
+            "processes {pids:?} outlived their scheduler"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -217,17 +234,29 @@ fn first_interrupt_lets_running_jobs_finish(backend: Backend) {
             .any(|l| l == "after: cancelled: scheduling stopped by an interrupt"),
         "{lines:?}"
     );
-    assert!(!lines.iter().any(|l| l.starts_with("queued: started")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("queued: started")),
+        "{lines:?}"
+    );
     assert_eq!(code, Some(1), "{lines:?}");
 }
 
 fn second_interrupt_kills_the_running_jobs(backend: Backend) {
     let mut h = Helper::start("hang", backend);
-    let grandchild: i32 = wait_for_file(&h.dir.join("grandchild.pid")).trim().parse().unwrap();
-    let child: i32 = wait_for_file(&h.dir.join("child.pid")).trim().parse().unwrap();
+    let grandchild: i32 = wait_for_file(&h.dir.join("grandchild.pid"))
+        .trim()
+        .parse()
+        .unwrap();
+    let child: i32 = wait_for_file(&h.dir.join("child.pid"))
+        .trim()
+        .parse()
+        .unwrap();
     h.signal(libc::SIGINT);
     h.expect_line("queued: cancelled");
-    assert!(!gone(grandchild), "the first interrupt must not kill running jobs");
+    assert!(
+        !gone(grandchild),
+        "the first interrupt must not kill running jobs"
+    );
     h.signal(libc::SIGINT);
     let (code, lines) = h.finish();
     assert!(
@@ -240,8 +269,14 @@ fn second_interrupt_kills_the_running_jobs(backend: Backend) {
 
 fn kill_9_of_the_scheduler_leaves_no_process_behind(backend: Backend) {
     let mut h = Helper::start("hang", backend);
-    let grandchild: i32 = wait_for_file(&h.dir.join("grandchild.pid")).trim().parse().unwrap();
-    let child: i32 = wait_for_file(&h.dir.join("child.pid")).trim().parse().unwrap();
+    let grandchild: i32 = wait_for_file(&h.dir.join("grandchild.pid"))
+        .trim()
+        .parse()
+        .unwrap();
+    let child: i32 = wait_for_file(&h.dir.join("child.pid"))
+        .trim()
+        .parse()
+        .unwrap();
     h.signal(libc::SIGKILL);
     let _ = h.child.wait();
     assert_gone(&[child, grandchild]);

@@ -8,14 +8,16 @@
 //! A process group escapes its creator's death, so a scheduler killed by `kill -9` would leave its
 //! jobs running. The [`Guardian`] prevents that: one small `sh` per run, in a process group of its
 //! own and deaf to SIGINT/SIGTERM, reads a pipe whose write end only the scheduler's processes hold
-//! (close-on-exec, so no command inherits it). Each command, between `fork` and `exec`, writes its
-//! own group's id into the pipe (so no window exists in which a started job is unknown to the
-//! guardian); its runner writes the id again, marked done, once the group is gone. When the pipe
-//! reaches end-of-file, because every scheduler process has ended (normally or killed), the
-//! guardian kills every group still listed: SIGTERM, then SIGKILL a second later.
+//! (close-on-exec, so no command inherits it). Each command is started with the guardian's pid in
+//! its environment (`CSPNET_JOB_GUARD`, inherited by everything it starts), and its runner writes
+//! its group's id into the pipe once it has started, and again, marked done, once the group is
+//! gone. When the pipe reaches end-of-file, because every scheduler process has ended (normally or
+//! killed), the guardian kills every group still listed and every process that carries its mark:
+//! SIGTERM, then SIGKILL a second later. The mark covers a job whose group was not yet listed
+//! and a grandchild that moved to a group of its own.
 //!
 //! All the `unsafe` of the job-graph layer is in this file: `killpg`, `pidfd_open`, `poll`,
-//! `waitid`, `pipe2`, and the write between `fork` and `exec`.
+//! `waitid`, `pipe2`, `write`, and the signal handlers.
 
 use super::graph::{Checks, Job};
 use serde::{Deserialize, Serialize};
@@ -26,8 +28,14 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The guardian's program: keeps the set of live groups; at end-of-file kills what is left.
-/// Builtins only while jobs run (`read`, `case`, parameter expansion), so it costs no fork per job.
+/// The environment variable that marks every process of a run's jobs (and what they start, which
+/// inherits it) with the guardian's pid.
+pub(crate) const MARK: &str = "CSPNET_JOB_GUARD";
+
+/// The guardian's program: keeps the set of live groups; at end-of-file kills what is left, by
+/// group and by the mark in the environment (which also finds a job whose runner had not yet
+/// reported its group, and processes that left their group). Builtins only while jobs run (`read`,
+/// `case`, parameter expansion), so it costs no fork per job.
 const GUARDIAN: &str = r#"trap '' INT TERM HUP QUIT PIPE
 live=' '
 while read -r op pg; do
@@ -36,11 +44,13 @@ while read -r op pg; do
     -) case $live in *" $pg "*) live="${live%% $pg *} ${live#* $pg }" ;; esac ;;
   esac
 done
-case $live in *[0-9]*)
-  for pg in $live; do kill -s TERM -- "-$pg" 2>/dev/null; done
-  sleep 1
-  for pg in $live; do kill -s KILL -- "-$pg" 2>/dev/null; done ;;
-esac
+for sig in TERM KILL; do
+  for pg in $live; do kill -s $sig -- "-$pg" 2>/dev/null; done
+  for f in $(grep -lsz "^CSPNET_JOB_GUARD=$$\$" /proc/[0-9]*/environ); do
+    p=${f#/proc/}; kill -s $sig "${p%/environ}" 2>/dev/null
+  done
+  [ $sig = KILL ] || sleep 1
+done
 "#;
 
 /// The process that kills every job's process group if the scheduler dies without doing so.
@@ -70,9 +80,12 @@ impl Guardian {
         Ok(Guardian { child, write })
     }
 
-    /// The descriptor commands and runners write to.
-    pub(crate) fn fd(&self) -> RawFd {
-        self.write.as_raw_fd()
+    /// What runners need to start and account for commands: the pipe and the mark.
+    pub(crate) fn handle(&self) -> Guard {
+        Guard {
+            fd: self.write.as_raw_fd(),
+            mark: self.child.id(),
+        }
     }
 
     /// Ends the guardian once the run has killed and reaped every group itself. It is killed
@@ -83,6 +96,13 @@ impl Guardian {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A runner's handle on the guardian: the pipe's write end and the mark for the environment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Guard {
+    fd: RawFd,
+    mark: u32,
 }
 
 /// How one attempt of a command ended.
@@ -99,8 +119,8 @@ pub enum Verdict {
     Killed(String),
 }
 
-/// Writes `+<pid>` (`add`) or `-<pid>` to the guardian. Async-signal-safe: no allocation, one
-/// `write` of at most 12 bytes, atomic on a pipe.
+/// Writes `+<pgid>` (`add`) or `-<pgid>` to the guardian: one `write` of a few bytes, which is
+/// atomic on a pipe, so runners writing at once never interleave.
 fn tell_guardian(fd: RawFd, add: bool, pid: i32) -> io::Result<()> {
     let mut buf = [0u8; 16];
     let mut digits = [0u8; 12];
@@ -131,8 +151,8 @@ fn tell_guardian(fd: RawFd, add: bool, pid: i32) -> io::Result<()> {
 
 /// Tells the guardian that group `pgid` is gone (best effort: a guardian that is gone has
 /// nothing left to guard).
-pub(crate) fn release(guard: RawFd, pgid: i32) {
-    let _ = tell_guardian(guard, false, pgid);
+pub(crate) fn release(guard: Guard, pgid: i32) {
+    let _ = tell_guardian(guard.fd, false, pgid);
 }
 
 /// Sends `signal` to every process of group `pgid`; a group already gone is not an error.
@@ -145,11 +165,18 @@ pub(crate) fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-/// Starts one attempt of `job`'s command in a new process group, registered with the guardian
-/// before it execs. Returns the child (its pid is the group's id).
-pub(crate) fn spawn(job: &Job, guard: RawFd) -> io::Result<Child> {
+/// Starts one attempt of `job`'s command in a new process group, marked in its environment and
+/// then registered with the guardian. Returns the child (its pid is the group's id).
+///
+/// No code runs between `fork` and `exec` (no `pre_exec`), so std can use `posix_spawn` (a
+/// `vfork`), which costs the same however large the scheduler is: the mark covers the moment
+/// before the group is registered.
+pub(crate) fn spawn(job: &Job, guard: Guard) -> io::Result<Child> {
     let mut cmd = Command::new(&job.program);
-    cmd.args(&job.args).stdin(Stdio::null()).process_group(0);
+    cmd.args(&job.args)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .env(MARK, guard.mark.to_string());
     for (k, v) in &job.env {
         cmd.env(k, v);
     }
@@ -173,12 +200,9 @@ pub(crate) fn spawn(job: &Job, guard: RawFd) -> io::Result<Child> {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
     }
-    // SAFETY: the closure runs in the forked child before exec and only calls getpid and write
-    // (both async-signal-safe) on memory of its own stack: no allocation, no lock.
-    unsafe {
-        cmd.pre_exec(move || tell_guardian(guard, true, libc::getpid()));
-    }
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    tell_guardian(guard.fd, true, child.id() as i32)?;
+    Ok(child)
 }
 
 /// Waits up to `limit` (forever if `None`) for `child` to end; true once it has (not yet reaped).
@@ -242,7 +266,7 @@ pub(crate) fn wait(
     mut child: Child,
     limit: Option<Duration>,
     grace: Duration,
-    guard: RawFd,
+    guard: Guard,
 ) -> (io::Result<ExitStatus>, bool) {
     let pgid = child.id() as i32;
     // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.

@@ -19,7 +19,7 @@
 //! follow a run in one place.
 
 use super::JobError;
-use super::command::{self, Guardian, SignalCount, Verdict};
+use super::command::{self, Guard, Guardian, SignalCount, Verdict};
 use super::graph::{Graph, Job, Needs};
 use super::status::{Display, EventKind, JobEvent, JobOutcome, JobStatus, RunReport};
 use crate::{Alternation, Carries, Channel, Exit, Outcome, ProcessId, Reader, Supervisor, Writer};
@@ -27,7 +27,6 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -397,7 +396,7 @@ struct Run<'s, B: JobBackend> {
     sinks: &'s [Writer<B, JobEvent>],
     shutdown: Option<&'s Reader<B, Shutdown>>,
     priorities: Vec<i64>,
-    guard: RawFd,
+    guard: Guard,
     grace: Duration,
     signals: Option<SignalCount>,
     display: Option<ProcessId>,
@@ -441,7 +440,7 @@ impl<'s, B: JobBackend> Run<'s, B> {
             sinks: &s.sinks,
             shutdown: s.shutdown.as_ref(),
             priorities,
-            guard: guardian.fd(),
+            guard: guardian.handle(),
             grace: s.grace,
             signals,
             display,
@@ -865,7 +864,7 @@ fn runner<B: JobBackend>(
     graph: &Graph,
     work: Reader<B, u32>,
     results: Writer<B, RunnerMsg>,
-    guard: RawFd,
+    guard: Guard,
     grace: Duration,
 ) -> Outcome<()> {
     for job in work {
