@@ -101,6 +101,9 @@ impl<B> JobBackend for B where
 {
 }
 
+/// A function that gives each job its priority.
+type Priority = Box<dyn Fn(&Job) -> i64>;
+
 /// Runs a [`Graph`] of jobs: at most [`jobs`](Self::jobs) at a time, each resource under its cap,
 /// the highest priority first, dependents of a failed job cancelled with the reason.
 ///
@@ -122,7 +125,7 @@ pub struct Scheduler<B: JobBackend> {
     graph: Arc<Graph>,
     jobs: usize,
     caps: HashMap<String, usize>,
-    priority: Option<Box<dyn Fn(&Job) -> i64>>,
+    priority: Option<Priority>,
     signals: bool,
     grace: Duration,
     sinks: Vec<Writer<B, JobEvent>>,
