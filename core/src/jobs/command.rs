@@ -32,23 +32,27 @@ use std::time::{Duration, Instant};
 /// inherits it) with the guardian's pid.
 pub(crate) const MARK: &str = "CSPNET_JOB_GUARD";
 
-/// The guardian's program: keeps the set of live groups; at end-of-file kills what is left, by
-/// group and by the mark in the environment (which also finds a job whose runner had not yet
-/// reported its group, and processes that left their group). Builtins only while jobs run (`read`,
-/// `case`, parameter expansion), so it costs no fork per job.
+/// The guardian's program: keeps the set of live groups; at end-of-file (the scheduler is gone)
+/// or `!` (the run is over) kills what is left, by group and by the mark in the environment
+/// (which also finds a job whose group its runner never got to report, and processes that left
+/// their group): SIGTERM, then SIGKILL a second later, if anything was found. Builtins only while
+/// jobs run (`read`, `case`, parameter expansion), so it costs no fork per job.
 const GUARDIAN: &str = r#"trap '' INT TERM HUP QUIT PIPE
 live=' '
 while read -r op pg; do
   case $op in
     +) live="$live$pg " ;;
     -) case $live in *" $pg "*) live="${live%% $pg *} ${live#* $pg }" ;; esac ;;
+    !) break ;;
   esac
 done
+found=
 for sig in TERM KILL; do
-  for pg in $live; do kill -s $sig -- "-$pg" 2>/dev/null; done
+  for pg in $live; do kill -s $sig -- "-$pg" 2>/dev/null && found=1; done
   for f in $(grep -lsz "^CSPNET_JOB_GUARD=$$\$" /proc/[0-9]*/environ); do
-    p=${f#/proc/}; kill -s $sig "${p%/environ}" 2>/dev/null
+    p=${f#/proc/}; kill -s $sig "${p%/environ}" 2>/dev/null && found=1
   done
+  [ -n "$found" ] || break
   [ $sig = KILL ] || sleep 1
 done
 "#;
@@ -88,12 +92,14 @@ impl Guardian {
         }
     }
 
-    /// Ends the guardian once the run has killed and reaped every group itself. It is killed
-    /// rather than left to read end-of-file: a process forked during the run that outlives it
-    /// (the processes backend's watchdog, a user's process) may still hold the write end.
+    /// Ends the guardian at the end of a run: it sweeps up anything of the run's still alive
+    /// (nothing, unless a runner died between starting a command and reporting it) and exits.
+    /// It is told so on the pipe rather than left to read end-of-file, since a process forked
+    /// during the run that outlives it (the processes backend's watchdog, a user's process) may
+    /// still hold the write end.
     pub(crate) fn finish(mut self) {
+        let _ = write_all(self.write.as_raw_fd(), b"! 0\n");
         drop(self.write);
-        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
@@ -121,28 +127,16 @@ pub enum Verdict {
 
 /// Writes `+<pgid>` (`add`) or `-<pgid>` to the guardian: one `write` of a few bytes, which is
 /// atomic on a pipe, so runners writing at once never interleave.
-fn tell_guardian(fd: RawFd, add: bool, pid: i32) -> io::Result<()> {
-    let mut buf = [0u8; 16];
-    let mut digits = [0u8; 12];
-    let (mut n, mut v) = (0, pid.unsigned_abs());
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf[0] = if add { b'+' } else { b'-' };
-    buf[1] = b' ';
-    for i in 0..n {
-        buf[2 + i] = digits[n - 1 - i];
-    }
-    buf[2 + n] = b'\n';
-    let len = n + 3;
-    // SAFETY: `buf[..len]` is initialised memory we own; `write` does not keep the pointer.
-    let written = unsafe { libc::write(fd, buf.as_ptr().cast(), len) };
-    if written == len as isize {
+fn tell_guardian(fd: RawFd, add: bool, pgid: i32) -> io::Result<()> {
+    let line = format!("{} {pgid}\n", if add { '+' } else { '-' });
+    write_all(fd, line.as_bytes())
+}
+
+/// One `write` of a short message (atomic on a pipe).
+fn write_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: `bytes` is initialised memory we borrow for the call; `write` does not keep it.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if written == bytes.len() as isize {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
