@@ -42,7 +42,7 @@ fn a_killed_runner_fails_only_its_job_and_is_replaced() {
         "{report}"
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Some(pid) = running("sleep\07.25\0") {
+    while let Some(pid) = running("sleep\x007.25\0") {
         assert!(
             std::time::Instant::now() < deadline,
             "{pid} outlived its job"
