@@ -6,8 +6,24 @@
 //! processes and channels, written once over the backend trait, so it runs on every backend: the
 //! caller is the **scheduler** process, **runner** processes (one per job allowed to run at once,
 //! under a [`Supervisor`](crate::Supervisor), so a crashed runner fails only its job) each start a
-//! job's command and wait for it, and **events** flow on a channel to observers (see
-//! [`scheduler`](self::Scheduler) for the network's picture).
+//! job's command and wait for it, and **events** flow on a channel to observers.
+//!
+//! The network of a run:
+//!
+//! ```text
+//!                 work (one buffered channel per runner: a job's index)
+//!   scheduler ───────────────────────────────────────────────▶ runner 1..n ──▶ OS process group
+//!      ▲  ▲  ▲                                                    │              (the job's command)
+//!      │  │  └──── results: Started { pgid } / Finished { verdict } ◀─┘
+//!      │  └─────── exits: a runner that crashed (the runners are supervised)
+//!      └────────── shutdown: Stop / Kill (and Ctrl-C, when handled)
+//!   scheduler ──▶ events ──▶ observers (the live display, the user's own reader)
+//! ```
+//!
+//! The scheduler writes a runner a job only when the runner is idle, the job's dependencies
+//! allow it, it is the highest-priority such job and its resources are below their caps; all it
+//! decides is in one loop (`Run::schedule` in `scheduler.rs`), so a reader can follow a run in
+//! one place.
 //!
 //! Users reach it as `cspnet::jobs` (the facade re-exports this module) and name the backend once,
 //! on [`Scheduler`]: `Scheduler::<csp::Engine>::new(graph)`.
@@ -15,8 +31,8 @@
 //! # A tour
 //!
 //! **The graph.** [`Job`]s name their dependencies: [`Job::needs`] (every one must pass) or
-//! [`Job::needs_any`] (once they have all ended, one passing is enough: a coverage merge). [`JobGraph::build`] checks names,
-//! finds cycles (and names one), and compiles log patterns once.
+//! [`Job::needs_any`] (once they have all ended, one passing is enough: a coverage merge).
+//! [`JobGraph::build`] checks names, finds cycles (and names one), and compiles log patterns once.
 //!
 //! ```
 //! use cspnet_core::jobs::{Job, JobError, JobGraph};

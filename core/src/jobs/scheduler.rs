@@ -1,17 +1,5 @@
 //! The scheduler: one CSP process that hands ready jobs to runner processes under caps and priority.
 //!
-//! The network of a run:
-//!
-//! ```text
-//!                 work (one buffered channel per runner: a job's index)
-//!   scheduler ───────────────────────────────────────────────▶ runner 1..n ──▶ OS process group
-//!      ▲  ▲  ▲                                                    │              (the job's command)
-//!      │  │  └──── results: Started { pgid } / Finished { verdict } ◀─┘
-//!      │  └─────── exits: a runner that crashed (the runners are supervised)
-//!      └────────── shutdown: Stop / Kill (and Ctrl-C, when handled)
-//!   scheduler ──▶ events ──▶ observers (the live display, the user's own reader)
-//! ```
-//!
 //! The scheduler is the calling process: [`Scheduler::run`] alternates over the runners' results,
 //! the supervisor's exits and the shutdown channel, and writes a runner a job only when the
 //! runner is idle, the job's dependencies allow it, it is the highest-priority such job and its
