@@ -2673,7 +2673,8 @@ mod jobs {
         let pidfile = dir.0.join("grandchild.pid");
         let script = format!("sleep 1000 & echo $! > {}; wait", pidfile.display());
         let graph = JobGraph::new()
-            .job(Job::shell("stuck", script).timeout(Duration::from_millis(500)))
+            // Long enough for a loaded machine to start the grandchild before the limit.
+            .job(Job::shell("stuck", script).timeout(Duration::from_secs(1)))
             .job(Job::new("after", "true").needs(["stuck"]))
             .build()
             .unwrap();
@@ -2690,7 +2691,7 @@ mod jobs {
                 .reason
                 .as_deref()
                 .unwrap()
-                .starts_with("timed out after 0.5s"),
+                .starts_with("timed out after 1.0s"),
             "{report}"
         );
         assert_eq!(
