@@ -850,7 +850,12 @@ fn status_word(status: JobStatus) -> &'static str {
 }
 
 /// A runner process: takes job indices from `work`, runs each job's command (with retries), and
-/// reports its start and its verdict. Blocking calls go through `io` (coroutines must not block).
+/// reports its start and its verdict.
+///
+/// Each attempt is one `io` call (coroutines must not block a worker): the command's start, the
+/// message that it started, and the wait for it. On coroutines the message is then written from
+/// the helper thread, which channels allow (a plain thread may use any channel), and which halves
+/// the hand-offs per job; elsewhere `io` runs in place.
 fn runner<B: JobBackend>(
     graph: &Graph,
     work: Reader<B, u32>,
@@ -864,22 +869,37 @@ fn runner<B: JobBackend>(
         let mut attempts = 0;
         let verdict = loop {
             attempts += 1;
-            let child = match crate::io::<B, _>(|| command::spawn(j, guard)) {
-                Ok(c) => c,
-                Err(e) => break Verdict::Failed(format!("could not start '{}': {e}", j.program)),
-            };
-            results.write(RunnerMsg::Started {
-                job,
-                attempt: attempts,
-                pgid: child.id() as i32,
-            })?;
-            let verdict = crate::io::<B, _>(|| {
+            let attempt = crate::io::<B, _>(|| -> Outcome<Attempt> {
+                let child = match command::spawn(j, guard) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let why = format!("could not start '{}': {e}", j.program);
+                        return Ok(Attempt::NotStarted(why));
+                    }
+                };
+                let pgid = child.id() as i32;
+                let started = RunnerMsg::Started {
+                    job,
+                    attempt: attempts,
+                    pgid,
+                };
+                if let Err(e) = results.write(started) {
+                    // The scheduler is gone: leave nothing behind.
+                    command::signal_group(pgid, libc::SIGKILL);
+                    let _ = command::wait(child, None, grace, guard);
+                    return Err(e);
+                }
                 let (status, timed_out) = command::wait(child, j.time_limit(), grace, guard);
-                command::judge(j, checks, status, timed_out)
-            });
-            match verdict {
-                Verdict::Failed(_) | Verdict::TimedOut(_) if attempts <= j.retries => continue,
-                v => break v,
+                Ok(Attempt::Ended(command::judge(j, checks, status, timed_out)))
+            })?;
+            match attempt {
+                Attempt::NotStarted(why) => break Verdict::Failed(why),
+                Attempt::Ended(Verdict::Failed(_) | Verdict::TimedOut(_))
+                    if attempts <= j.retries =>
+                {
+                    continue;
+                }
+                Attempt::Ended(v) => break v,
             }
         };
         results.write(RunnerMsg::Finished {
@@ -889,4 +909,12 @@ fn runner<B: JobBackend>(
         })?;
     }
     Ok(())
+}
+
+/// How one attempt of a command went, as its runner sees it.
+enum Attempt {
+    /// The command could not be started (not retried: it would fail the same way).
+    NotStarted(String),
+    /// It ran and ended so.
+    Ended(Verdict),
 }
