@@ -359,6 +359,26 @@ pub mod generic {
     };
 }
 
+/// Job graphs: external commands run as OS processes under a dependency graph, with caps,
+/// priority, live status and clean shutdown (the DVSim scheduler pattern), on any backend; see
+/// [`jobs::Scheduler`]. Name the backend once: `jobs::Scheduler::<csp::Engine>::new(graph)`.
+///
+/// ```
+/// use cspnet::jobs::{Job, JobGraph, Scheduler};
+/// use cspnet::threads as csp;
+///
+/// let graph = JobGraph::new()
+///     .job(Job::new("build", "true"))
+///     .job(Job::new("test", "true").needs(["build"]))
+///     .build()
+///     .unwrap();
+/// let report = Scheduler::<csp::Engine>::new(graph).jobs(2).run().unwrap();
+/// assert_eq!(report.exit_code(), 0);
+/// ```
+#[cfg(target_os = "linux")]
+#[doc(inline)]
+pub use cspnet_core::jobs;
+
 /// Every CSP process is an OS thread; channels on crossbeam-channel.
 #[cfg(feature = "threads")]
 #[doc(inline)]

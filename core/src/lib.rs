@@ -17,7 +17,8 @@
 //!   [`ClaimWord`], model-checked with loom) and the budget against the kernel's mapping limit
 //!   ([`MappingBudget`]);
 //! - the layers above the channels, made of CSP processes and channels: [`Supervisor`] and
-//!   [`Farm`] (a pool of workers, results by job ID, crashes as failures naming the job);
+//!   [`Farm`] (a pool of workers, results by job ID, crashes as failures naming the job), and
+//!   [`jobs`] (job graphs of external commands, the DVSim scheduler pattern; Linux only);
 //! - errors, the [`Deadline`] behind Skip and Timeout, and the [`suite`] that defines "behaves the
 //!   same".
 //!
@@ -53,6 +54,8 @@ mod env;
 mod error;
 mod farm;
 mod guard;
+#[cfg(target_os = "linux")]
+pub mod jobs;
 mod loom;
 mod process;
 pub mod suite;

@@ -2642,3 +2642,411 @@ mod farm {
         assert!(empty.results.is_empty() && empty.failures.is_empty());
     }
 }
+
+/// Job graphs (`cspnet_core::jobs`): the scheduler and its runners are processes of the backend
+/// under test; the jobs are real OS commands (`sh`, `true`, `sleep`).
+#[cfg(target_os = "linux")]
+mod jobs {
+    use super::csp;
+    use cspnet_core::Backend;
+    use cspnet_core::jobs::{
+        EventKind, Job, JobError, JobEvent, JobGraph, JobStatus, RunReport, Scheduler,
+    };
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    type Engine = csp::Engine;
+
+    /// Runs `s` with its events collected (the buffer holds a whole small run).
+    fn run_with_events(s: Scheduler<Engine>) -> (RunReport, Vec<JobEvent>) {
+        let ch = csp::Channel::<JobEvent>::with_buffer(1024);
+        let r = ch.reader();
+        let report = s.events(ch.writer()).run().unwrap();
+        drop(ch);
+        (report, r.into_iter().map(Result::unwrap).collect())
+    }
+
+    /// A fresh directory of this test's own, removed when dropped.
+    struct Scratch(PathBuf);
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!(
+                "cspnet-jobs-{}-{}-{name}",
+                std::process::id(),
+                <Engine as Backend>::NAME
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn names_of(events: &[JobEvent], pick: impl Fn(&EventKind) -> bool) -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| pick(&e.kind))
+            .map(|e| e.job.clone())
+            .collect()
+    }
+
+    fn position(events: &[JobEvent], job: &str, pick: impl Fn(&EventKind) -> bool) -> usize {
+        events
+            .iter()
+            .position(|e| e.job == job && pick(&e.kind))
+            .unwrap_or_else(|| panic!("no such event for {job}: {events:?}"))
+    }
+
+    #[test]
+    fn a_cycle_is_an_error_naming_the_cycle() {
+        let err = JobGraph::new()
+            .job(Job::new("free", "true"))
+            .job(Job::new("a", "true").needs(["c"]))
+            .job(Job::new("b", "true").needs(["a", "free"]))
+            .job(Job::new("c", "true").needs(["b"]))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            JobError::Cycle {
+                cycle: vec!["a".into(), "b".into(), "c".into(), "a".into()]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "the job graph has a cycle: a -> b -> c -> a"
+        );
+        let own = JobGraph::new()
+            .job(Job::new("self", "true").needs(["self"]))
+            .build()
+            .unwrap_err();
+        assert_eq!(own.to_string(), "the job graph has a cycle: self -> self");
+        let unknown = JobGraph::new()
+            .job(Job::new("a", "true").needs(["ghost"]))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "job 'a' needs 'ghost', which is not in the graph"
+        );
+        let twice = JobGraph::new()
+            .job(Job::new("a", "true"))
+            .job(Job::new("a", "false"))
+            .build()
+            .unwrap_err();
+        assert_eq!(twice, JobError::DuplicateJob("a".into()));
+    }
+
+    #[test]
+    fn needs_all_needs_every_dependency_to_pass_and_needs_any_one() {
+        let graph = JobGraph::new()
+            .job(Job::new("pass", "true"))
+            .job(Job::new("fail", "false"))
+            .job(Job::new("fail-too", "false"))
+            .job(Job::new("all", "true").needs(["pass", "fail"]))
+            .job(Job::new("any", "true").needs_any(["fail", "pass"]))
+            .job(Job::new("any-of-failures", "true").needs_any(["fail", "fail-too"]))
+            .build()
+            .unwrap();
+        let (report, events) = run_with_events(Scheduler::new(graph).jobs(2));
+        let status = |j: &str| report.get(j).unwrap().status;
+        assert_eq!(status("all"), JobStatus::Cancelled);
+        assert_eq!(
+            report.get("all").unwrap().reason.as_deref(),
+            Some("needs 'fail', which failed")
+        );
+        assert_eq!(status("any"), JobStatus::Passed);
+        let any_started = position(&events, "any", |k| matches!(k, EventKind::Started { .. }));
+        assert!(
+            any_started > position(&events, "pass", |k| k.is_end())
+                && any_started > position(&events, "fail", |k| k.is_end()),
+            "needs-any started before its dependencies ended: {events:?}"
+        );
+        assert_eq!(status("any-of-failures"), JobStatus::Cancelled);
+        assert!(
+            report
+                .get("any-of-failures")
+                .unwrap()
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("needs any of 2 jobs, and none passed"),
+            "{report}"
+        );
+        assert_eq!(report.exit_code(), 1);
+    }
+
+    #[test]
+    fn priority_order_under_a_cap_of_one() {
+        let graph = JobGraph::new()
+            .job(Job::new("p1", "true").priority(1))
+            .job(Job::new("p5-first", "true").priority(5))
+            .job(Job::new("p3", "true").priority(3))
+            .job(Job::new("p5-second", "true").priority(5))
+            .job(Job::new("p0", "true"))
+            .build()
+            .unwrap();
+        let (report, events) = run_with_events(Scheduler::new(graph.clone()).jobs(1));
+        assert!(report.success());
+        assert_eq!(
+            names_of(&events, |k| matches!(k, EventKind::Started { .. })),
+            ["p5-first", "p5-second", "p3", "p1", "p0"]
+        );
+        // A priority function overrides the jobs' own: here, by name, longest first.
+        let (_, events) = run_with_events(
+            Scheduler::new(graph)
+                .jobs(1)
+                .priority(|j| j.name().len() as i64),
+        );
+        assert_eq!(
+            names_of(&events, |k| matches!(k, EventKind::Started { .. })),
+            ["p5-second", "p5-first", "p1", "p3", "p0"]
+        );
+    }
+
+    #[test]
+    fn resource_caps_are_never_exceeded() {
+        let mut graph = JobGraph::new();
+        for i in 0..6 {
+            graph = graph.job(
+                Job::new(format!("x{i}"), "sleep")
+                    .args(["0.05"])
+                    .resource("license-x"),
+            );
+        }
+        for i in 0..3 {
+            graph = graph.job(
+                Job::new(format!("y{i}"), "sleep")
+                    .args(["0.05"])
+                    .resource("license-y"),
+            );
+        }
+        let (report, events) = run_with_events(
+            Scheduler::new(graph.build().unwrap())
+                .jobs(4)
+                .resource_cap("license-x", 2)
+                .resource_cap("license-y", 1),
+        );
+        assert!(report.success(), "{report}");
+        let (mut x, mut y, mut max_x, mut max_y) = (0i32, 0i32, 0, 0);
+        for e in &events {
+            let n = if e.job.starts_with('x') {
+                &mut x
+            } else {
+                &mut y
+            };
+            match e.kind {
+                EventKind::Started { .. } => *n += 1,
+                ref k if k.is_end() => *n -= 1,
+                _ => {}
+            }
+            (max_x, max_y) = (max_x.max(x), max_y.max(y));
+        }
+        assert!(
+            max_x <= 2 && max_y <= 1,
+            "caps exceeded: x {max_x}, y {max_y}"
+        );
+        assert_eq!((x, y), (0, 0));
+    }
+
+    /// Whether process `pid` is gone (or a zombie waiting for its new parent to reap it).
+    fn gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_tree() {
+        let dir = Scratch::new("timeout");
+        let pidfile = dir.0.join("grandchild.pid");
+        let script = format!("sleep 1000 & echo $! > {}; wait", pidfile.display());
+        let graph = JobGraph::new()
+            // Long enough for a loaded machine to start the grandchild before the limit.
+            .job(Job::shell("stuck", script).timeout(Duration::from_secs(1)))
+            .job(Job::new("after", "true").needs(["stuck"]))
+            .build()
+            .unwrap();
+        let begun = Instant::now();
+        let report = Scheduler::<Engine>::new(graph)
+            .grace(Duration::from_millis(500))
+            .run()
+            .unwrap();
+        assert!(begun.elapsed() < Duration::from_secs(30));
+        let stuck = report.get("stuck").unwrap();
+        assert_eq!(stuck.status, JobStatus::Killed);
+        assert!(
+            stuck
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("timed out after 1.0s"),
+            "{report}"
+        );
+        assert_eq!(
+            report.get("after").unwrap().reason.as_deref(),
+            Some("needs 'stuck', which was killed")
+        );
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the grandchild {pid} outlived its job"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_failure_cancels_its_dependents_with_the_reason() {
+        let graph = JobGraph::new()
+            .job(Job::shell("build", "exit 3"))
+            .job(Job::new("test", "true").needs(["build"]))
+            .job(Job::new("merge", "true").needs(["test"]))
+            .job(Job::new("lint", "true"))
+            .build()
+            .unwrap();
+        let (report, events) = run_with_events(Scheduler::new(graph).jobs(2));
+        assert_eq!(
+            report.get("build").unwrap().reason.as_deref(),
+            Some("exit status 3")
+        );
+        assert!(
+            events.contains(&JobEvent {
+                job: "test".into(),
+                kind: EventKind::Cancelled {
+                    reason: "needs 'build', which failed".into()
+                },
+                at: events
+                    .iter()
+                    .find(|e| e.job == "test" && e.kind.is_end())
+                    .unwrap()
+                    .at,
+            })
+        );
+        assert_eq!(
+            report.get("merge").unwrap().reason.as_deref(),
+            Some("needs 'test', which was cancelled")
+        );
+        assert_eq!(report.get("lint").unwrap().status, JobStatus::Passed);
+        let mut started = names_of(&events, |k| matches!(k, EventKind::Started { .. }));
+        started.sort();
+        assert_eq!(started, ["build", "lint"], "a cancelled job never starts");
+        assert_eq!(report.exit_code(), 1);
+        let table = report.to_string();
+        assert!(table.contains("needs 'build', which failed"), "{table}");
+        assert!(
+            table.contains("4 jobs: 1 passed, 1 failed, 2 cancelled, 0 killed in "),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn log_patterns_decide_and_fail_patterns_beat_pass_patterns() {
+        let dir = Scratch::new("patterns");
+        let log = |n: &str| dir.0.join(format!("{n}.log"));
+        let job = |n: &str, script: &str| {
+            Job::shell(n, script)
+                .log(log(n))
+                .pass_pattern("^TEST PASSED")
+                .fail_pattern("^(UVM_)?ERROR")
+        };
+        let graph = JobGraph::new()
+            .job(job(
+                "both",
+                "echo 'TEST PASSED'; echo 'UVM_ERROR @ 10ns: bad'",
+            ))
+            .job(job("pass", "echo 'TEST PASSED'"))
+            .job(job("silent", "echo 'nothing to see'"))
+            .job(job("exit", "echo 'TEST PASSED'; exit 1"))
+            .job(job(
+                "stderr",
+                "echo 'TEST PASSED'; echo 'ERROR: on stderr' >&2",
+            ))
+            .build()
+            .unwrap();
+        let report = Scheduler::<Engine>::new(graph).jobs(3).run().unwrap();
+        let reason = |j: &str| report.get(j).unwrap().reason.clone();
+        assert_eq!(
+            reason("both").as_deref(),
+            Some("log line 2 matches fail pattern '^(UVM_)?ERROR': UVM_ERROR @ 10ns: bad")
+        );
+        assert_eq!(report.get("pass").unwrap().status, JobStatus::Passed);
+        assert_eq!(
+            reason("silent").as_deref(),
+            Some("pass pattern '^TEST PASSED' not found in the log")
+        );
+        assert_eq!(reason("exit").as_deref(), Some("exit status 1"));
+        assert!(reason("stderr").unwrap().contains("ERROR: on stderr"));
+        let bad = JobGraph::new()
+            .job(
+                Job::new("t", "true")
+                    .log(log("t"))
+                    .fail_pattern("(unclosed"),
+            )
+            .build()
+            .unwrap_err();
+        assert!(matches!(bad, JobError::BadPattern { .. }), "{bad}");
+        let no_log = JobGraph::new()
+            .job(Job::new("t", "true").pass_pattern("x"))
+            .build()
+            .unwrap_err();
+        assert_eq!(no_log, JobError::PatternsWithoutLog("t".into()));
+    }
+
+    #[test]
+    fn a_job_runs_in_its_directory_with_its_environment_and_retries() {
+        let dir = Scratch::new("retries");
+        // Fails the first time (leaving a marker), passes the second.
+        let script = "echo \"$PWD $COLOUR\" > seen; [ -e marker ] || { touch marker; exit 1; }";
+        let graph = JobGraph::new()
+            .job(
+                Job::shell("flaky", script)
+                    .dir(&dir.0)
+                    .env("COLOUR", "blue")
+                    .retries(2),
+            )
+            .job(Job::shell("hopeless", "exit 1").retries(1))
+            .build()
+            .unwrap();
+        let (report, events) = run_with_events(Scheduler::new(graph));
+        let flaky = report.get("flaky").unwrap();
+        assert_eq!(
+            (flaky.status, flaky.attempts),
+            (JobStatus::Passed, 2),
+            "{report}"
+        );
+        let hopeless = report.get("hopeless").unwrap();
+        assert_eq!((hopeless.status, hopeless.attempts), (JobStatus::Failed, 2));
+        let starts: Vec<_> = events
+            .iter()
+            .filter(|e| e.job == "flaky")
+            .map(|e| e.kind.clone())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                EventKind::Queued,
+                EventKind::Started { attempt: 1 },
+                EventKind::Started { attempt: 2 },
+                EventKind::Passed
+            ]
+        );
+        let seen = std::fs::read_to_string(dir.0.join("seen")).unwrap();
+        let here = std::fs::canonicalize(&dir.0).unwrap();
+        assert_eq!(seen.trim(), format!("{} blue", here.display()));
+    }
+}
