@@ -47,6 +47,7 @@ mod channel;
 mod claim;
 mod context;
 mod deadline;
+mod deadlock;
 mod env;
 mod error;
 mod guard;
@@ -69,6 +70,10 @@ pub use context::{
     discard_unstarted, end_dropped, flush_dropped_ends, run_body,
 };
 pub use deadline::Deadline;
+pub use deadlock::{
+    Blocked, Deadlock, OnChannel, OnGuards, Wait, Waiting, blocking, blocking_raw, deadlock_delay,
+    set_deadlock_delay,
+};
 pub use env::{env_size, parse_size};
 pub use error::{
     BufferError, Cause, ChannelError, ErrorText, Failure, KillError, Outcome, ProcessError,

@@ -216,7 +216,7 @@ where
                 flag.store(true, Ordering::Release);
             })
         };
-        let (id, name, started) = start_one(process, true, report);
+        let (id, name, started) = start_one(process, true, None, report);
         match started {
             Ok(running) => {
                 self.children.push(Supervised {
