@@ -18,8 +18,10 @@
 //! As in Go, only a *global* deadlock of a network is found: while any process of the network runs
 //! (computes, sleeps, waits with a timeout, is inside `io`), a group of its processes blocked on
 //! each other is not reported; nor is a network whose starting thread is not joining it (it may
-//! still write). Processes started under a [`Supervisor`](crate::Supervisor) are not watched (the
-//! supervisor waits for exits, which is not a channel wait). A network blocked on a channel that a
+//! still write). Processes that a process of the network starts under a
+//! [`Supervisor`](crate::Supervisor) belong to its network (a supervisor waiting in `next_exit`
+//! looks again periodically, so it counts as running); a supervisor's processes started from
+//! outside any process are not watched. A network blocked on a channel that a
 //! process *outside* it would serve (another top-level network) looks deadlocked, and is reported.
 //! The report lists what each process waits on; it does not compute the cycle of who waits for
 //! whom (which process holds which end is not tracked).
@@ -147,6 +149,28 @@ impl fmt::Display for Blocked {
 }
 
 /// A deadlocked network: every process blocked, and on what (in the order they were started).
+///
+/// `parallel` and `join` report it as [`Cause::Deadlock`](crate::Cause) for every process whose
+/// wait it ended. The thread that started the network, waiting in `parallel`, is listed too (as
+/// [`Wait::Join`]; `main` is the name of a thread outside any process).
+///
+/// ```
+/// use cspnet_threads::{Cause, Channel, Wait, parallel, process};
+///
+/// let (x, y) = (Channel::<u32>::named("x"), Channel::<u32>::named("y"));
+/// let (xr, xw, yr, yw) = (x.reader(), x.writer(), y.reader(), y.writer());
+/// let err = parallel([
+///     process(move || { let v = xr.read()?; yw.write(v) }).named("a"),
+///     process(move || { let v = yr.read()?; xw.write(v) }).named("b"),
+/// ])
+/// .unwrap_err();
+/// let Cause::Deadlock(d) = err.first().cause() else { panic!("{err}") };
+/// assert_eq!(d.waits_of("a"), vec![&Wait::Read(Some("x".into()))]);
+/// assert_eq!(d.waits_of("b"), vec![&Wait::Read(Some("y".into()))]);
+/// assert!(err.to_string().starts_with("process 'a' deadlocked: every process is blocked:"));
+/// ```
+///
+/// A report can also be made by hand:
 ///
 /// ```
 /// use cspnet_core::{Blocked, Deadlock, Wait};

@@ -16,6 +16,8 @@
 //! - what engines share beneath the surface: the waiter's claim-once state ([`Claim`],
 //!   [`ClaimWord`], model-checked with loom) and the budget against the kernel's mapping limit
 //!   ([`MappingBudget`]);
+//! - deadlock detection: a network whose every process is blocked with no deadline is ended and
+//!   reported as a [`Deadlock`] (engines call [`blocking`] just before they sleep);
 //! - errors, the [`Deadline`] behind Skip and Timeout, and the [`suite`] that defines "behaves the
 //!   same".
 //!

@@ -15,8 +15,9 @@
 macro_rules! backend_surface {
     ($engine:ident, $krate:ident) => {
         pub use $crate::{
-            Backend, BufferError, Carries, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd,
-            KillError, Outcome, ProcessError, ProcessId,
+            Backend, Blocked, BufferError, Carries, Cause, ChannelError, Deadlock, ErrorText, Exit,
+            Failure, HeldEnd, KillError, Outcome, ProcessError, ProcessId, Wait, deadlock_delay,
+            set_deadlock_delay,
         };
 
         #[doc = concat!("This backend's engine, under the name every backend uses: generic code \

@@ -2762,6 +2762,35 @@ mod deadlock {
     }
 
     #[test]
+    fn a_process_waiting_for_its_supervised_worker_is_not_deadlocked() {
+        let outer = csp::process(|| {
+            let result = csp::Channel::<u32>::named("result");
+            let (rr, rw) = (result.reader(), result.writer());
+            drop(result);
+            let mut sup = csp::Supervisor::<u32>::new();
+            // The worker is busy (here in io) for longer than the detector's delay while its
+            // supervisor waits on a channel: the worker belongs to the network, so this is slow,
+            // not deadlocked.
+            sup.start(
+                csp::process(move || {
+                    csp::io(|| std::thread::sleep(Duration::from_secs(1)));
+                    rw.write(3)?;
+                    Ok(0)
+                })
+                .named("worker"),
+            )
+            .map_err(|_| csp::ChannelError::Retired)?;
+            let v = rr.read()?;
+            let exit = sup.next_exit().map(|e| e.outcome);
+            assert_eq!(exit, Some(Ok(Ok(0))));
+            Ok(v)
+        })
+        .named("supervisor");
+        let procs: Vec<csp::Process<u32>> = vec![outer];
+        assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(3)]);
+    }
+
+    #[test]
     fn a_process_in_a_long_io_call_is_not_deadlocked() {
         let x = csp::Channel::<u32>::named("x");
         let (xr, xw) = (x.reader(), x.writer());
