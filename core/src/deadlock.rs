@@ -52,6 +52,7 @@ fn lock<E>(m: &Mutex<E>) -> MutexGuard<'_, E> {
 /// ```
 /// use cspnet_core::{HeldEnd, Role, Wait};
 /// assert_eq!(Wait::Read(Some("x".into())).to_string(), "reads 'x'");
+/// assert_eq!(Wait::Barrier(None).to_string(), "syncs on an unnamed barrier");
 /// let alt = Wait::Alternation(vec![HeldEnd::new(Some("a"), Role::Reader), HeldEnd::new(None, Role::Writer)]);
 /// assert_eq!(alt.to_string(), "waits in an alternation over reading 'a', writing an unnamed channel");
 /// ```
@@ -89,10 +90,8 @@ impl fmt::Display for Wait {
                 f.write_str("writes ")?;
                 channel(f, c)
             }
-            Wait::Barrier(c) => {
-                f.write_str("syncs on barrier ")?;
-                channel(f, c)
-            }
+            Wait::Barrier(Some(name)) => write!(f, "syncs on barrier '{name}'"),
+            Wait::Barrier(None) => f.write_str("syncs on an unnamed barrier"),
             Wait::Join => f.write_str("waits for its child processes"),
             Wait::Alternation(guards) => {
                 f.write_str("waits in an alternation over ")?;

@@ -28,6 +28,7 @@
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded, unbounded};
 use cspnet_core::{
     ChannelError, ChannelState, Leave, Membership, OnChannel, Role, ThreadSlot, blocking,
+    blocking_raw,
 };
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -313,20 +314,29 @@ impl Control {
     /// `Carries::wait_word`.
     pub(crate) fn wait_word(&self, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
         let mut guard = lock(&self.word_lock);
+        // Whether the deadlock detector ended a wait here (by poisoning the channel).
+        let mut deadlocked = false;
         loop {
             // Poison wins, also over a change of the word that came before it.
             if self.state() == ChannelState::Poisoned {
-                return Err(ChannelError::Poisoned);
+                return Err(if deadlocked {
+                    ChannelError::Deadlock
+                } else {
+                    ChannelError::Poisoned
+                });
             }
             if done(self.word.load(Ordering::SeqCst)) {
                 return Ok(());
             }
-            let mut slept = None;
-            blocked(self, Role::Handle, || {
-                slept = Some(self.word_cv.wait(guard).unwrap_or_else(|e| e.into_inner()));
-                Ok(())
-            })?;
-            guard = slept.expect("the wait ran");
+            let poison = || self.poison();
+            // The lock is let go before the wait counts as over: the detector may be poisoning
+            // this channel (which takes the lock) while it holds this process's record.
+            let ((), ended) = blocking_raw::<ThreadSlot, _>(
+                &OnChannel::new(self.name(), Role::Handle, &poison),
+                || drop(self.word_cv.wait(guard).unwrap_or_else(|e| e.into_inner())),
+            );
+            deadlocked |= ended;
+            guard = lock(&self.word_lock);
         }
     }
 

@@ -2723,6 +2723,43 @@ mod deadlock {
     }
 
     #[test]
+    fn a_barrier_member_waiting_for_one_that_reads() {
+        if !detects() {
+            return;
+        }
+        let step = csp::Barrier::named("step");
+        let (sa, sb) = (step.enroll(), step.enroll());
+        let x = csp::Channel::<u32>::named("x");
+        let (xr, xw) = (x.reader(), x.writer());
+        drop((step, x));
+        let d = deadlock(
+            vec![
+                csp::process(move || {
+                    sa.sync()?;
+                    xw.write(1)?;
+                    Ok(0)
+                })
+                .named("syncer"),
+                csp::process(move || {
+                    let v = xr.read()?;
+                    sb.sync()?;
+                    Ok(v)
+                })
+                .named("reader"),
+            ],
+            &["syncer", "reader"],
+        );
+        assert_eq!(
+            waits(&d),
+            sorted(vec![
+                ("main", Wait::Join),
+                ("reader", read("x")),
+                ("syncer", Wait::Barrier(Some("step".into()))),
+            ])
+        );
+    }
+
+    #[test]
     fn a_nested_network_reports_its_parent_waiting_for_it() {
         if !detects() {
             return;
