@@ -1,30 +1,6 @@
 //! Deadlock detection: who in a network is blocked on what, and the detector that ends a global deadlock.
 //!
-//! # The rule
-//!
-//! A *network* is the processes started by one top-level [`parallel`](crate::parallel) or
-//! [`spawn`](crate::spawn) and their descendants (a process that runs its own `parallel` adds its
-//! children to its own network), plus the thread that started it until its join returns. The
-//! network is deadlocked when every one of them is blocked with no deadline: on a channel read or
-//! write, an alternation with no Skip or Timeout, a barrier, or a join of its own children; a
-//! process with a timeout pending or inside [`io`](crate::io) is running. Then, after a delay
-//! during which nothing changed ([`set_deadlock_delay`], `CSPNET_DEADLOCK`), every blocked channel
-//! operation fails with [`ChannelError::Deadlock`] (its channels are poisoned, which is what wakes
-//! it on every engine), and `parallel`/`join` report [`Cause::Deadlock`](crate::Cause) with a
-//! [`Deadlock`] naming each blocked process, the operation and its channels.
-//!
-//! # What is not detected
-//!
-//! As in Go, only a *global* deadlock of a network is found: while any process of the network runs
-//! (computes, sleeps, waits with a timeout, is inside `io`), a group of its processes blocked on
-//! each other is not reported; nor is a network whose starting thread is not joining it (it may
-//! still write). Processes that a process of the network starts under a
-//! [`Supervisor`](crate::Supervisor) belong to its network (a supervisor waiting in `next_exit`
-//! looks again periodically, so it counts as running); a supervisor's processes started from
-//! outside any process are not watched. A network blocked on a channel that a
-//! process *outside* it would serve (another top-level network) looks deadlocked, and is reported.
-//! The report lists what each process waits on; it does not compute the cycle of who waits for
-//! whom (which process holds which end is not tracked).
+//! The rule, and what it does not find, are on [`Deadlock`].
 //!
 //! # Cost
 //!
@@ -148,6 +124,36 @@ impl fmt::Display for Blocked {
 }
 
 /// A deadlocked network: every process blocked, and on what (in the order they were started).
+///
+/// # The rule
+///
+/// A *network* is the processes started by one top-level [`parallel`](crate::parallel) or
+/// [`spawn`](crate::spawn) and their descendants (a process that runs its own `parallel` adds its
+/// children to its own network), plus the thread that started it until its join returns. The
+/// network is deadlocked when every one of them is blocked with no deadline: on a channel read or
+/// write, an alternation with no Skip or Timeout, a barrier, or a join of its own children; a
+/// process with a timeout pending or inside [`io`](crate::io) is running. Then, after a delay
+/// during which nothing changed ([`set_deadlock_delay`], `CSPNET_DEADLOCK`), every blocked channel
+/// operation fails with [`ChannelError::Deadlock`] (its channels are poisoned, which is what wakes
+/// it on every engine), and `parallel`/`join` report [`Cause::Deadlock`](crate::Cause) with a
+/// report naming each blocked process, the operation and its channels.
+///
+/// # What is not detected
+///
+/// As in Go, only a *global* deadlock of a network is found: while any process of the network runs
+/// (computes, sleeps, waits with a timeout, is inside `io`), a group of its processes blocked on
+/// each other is not reported; nor is a network whose starting thread is not joining it (it may
+/// still write). Processes that a process of the network starts under a
+/// [`Supervisor`](crate::Supervisor) belong to its network (a supervisor waiting in `next_exit`
+/// looks again periodically, so it counts as running); a supervisor's processes started from
+/// outside any process are not watched. A network blocked on a channel that a
+/// process *outside* it would serve (another top-level network) looks deadlocked, and is reported.
+/// The report lists what each process waits on; it does not compute the cycle of who waits for
+/// whom (which process holds which end is not tracked). Engines whose
+/// [`Backend::DETECTS_DEADLOCK`](crate::Backend::DETECTS_DEADLOCK) is `false` (the processes
+/// backend, for now) are never watched.
+///
+/// # The report
 ///
 /// `parallel` and `join` report it as [`Cause::Deadlock`](crate::Cause) for every process whose
 /// wait it ended. The thread that started the network, waiting in `parallel`, is listed too (as
@@ -296,8 +302,19 @@ impl Waiting for OnChannel<'_> {
 /// assert!(matches!(g.describe(), Wait::Alternation(v) if v.len() == 1));
 /// ```
 pub struct OnGuards<'a> {
-    guards: Vec<(Option<&'a str>, Role, &'a (dyn Fn() + Sync))>,
+    guards: Vec<GuardWait<'a>>,
 }
+
+/// One guard of a blocked alternation, for [`OnGuards`]: its channel's name, `Role::Reader` for
+/// an input guard or `Role::Writer` for an output guard, and how to poison the channel.
+///
+/// ```
+/// use cspnet_core::{GuardWait, Role};
+/// let poison = || ();
+/// let g: GuardWait<'_> = (Some("jobs"), Role::Reader, &poison);
+/// assert_eq!(g.0, Some("jobs"));
+/// ```
+pub type GuardWait<'a> = (Option<&'a str>, Role, &'a (dyn Fn() + Sync));
 
 impl<'a> OnGuards<'a> {
     /// The guards, as (channel name, reader for an input guard or writer for an output guard,
@@ -306,7 +323,7 @@ impl<'a> OnGuards<'a> {
     /// ```
     /// let _ = cspnet_core::OnGuards::new(vec![]);
     /// ```
-    pub fn new(guards: Vec<(Option<&'a str>, Role, &'a (dyn Fn() + Sync))>) -> Self {
+    pub fn new(guards: Vec<GuardWait<'a>>) -> Self {
         OnGuards { guards }
     }
 }
@@ -651,8 +668,16 @@ fn delay() -> Option<Duration> {
 /// The one detector thread of this OS process: networks to look at again, each when its delay
 /// has passed.
 struct Detector {
-    queue: Mutex<Vec<(Instant, Weak<Network>, (u64, u64), Duration)>>,
+    queue: Mutex<Vec<Due>>,
     ready: Condvar,
+}
+
+/// A network to look at again: when, what it looked like, and the delay it was armed with.
+struct Due {
+    at: Instant,
+    network: Weak<Network>,
+    seen: (u64, u64),
+    delay: Duration,
 }
 
 fn detector() -> &'static Detector {
@@ -680,7 +705,12 @@ fn detector() -> &'static Detector {
 impl Detector {
     fn watch(&self, net: &Arc<Network>, delay: Duration) {
         let seen = net.snapshot();
-        lock(&self.queue).push((Instant::now() + delay, Arc::downgrade(net), seen, delay));
+        lock(&self.queue).push(Due {
+            at: Instant::now() + delay,
+            network: Arc::downgrade(net),
+            seen,
+            delay,
+        });
         self.ready.notify_one();
     }
 
@@ -688,16 +718,16 @@ impl Detector {
         let mut queue = lock(&self.queue);
         loop {
             let now = Instant::now();
-            if let Some(i) = queue.iter().position(|(due, ..)| *due <= now) {
-                let (_, net, seen, delay) = queue.swap_remove(i);
+            if let Some(i) = queue.iter().position(|d| d.at <= now) {
+                let due = queue.swap_remove(i);
                 drop(queue);
-                if let Some(net) = net.upgrade() {
-                    net.check(seen, delay);
+                if let Some(net) = due.network.upgrade() {
+                    net.check(due.seen, due.delay);
                 }
                 queue = lock(&self.queue);
                 continue;
             }
-            queue = match queue.iter().map(|(due, ..)| *due).min() {
+            queue = match queue.iter().map(|d| d.at).min() {
                 Some(due) => {
                     self.ready
                         .wait_timeout(queue, due - now)

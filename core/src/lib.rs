@@ -73,8 +73,8 @@ pub use context::{
 };
 pub use deadline::Deadline;
 pub use deadlock::{
-    Blocked, Deadlock, OnChannel, OnGuards, Wait, Waiting, blocking, blocking_raw, deadlock_delay,
-    set_deadlock_delay,
+    Blocked, Deadlock, GuardWait, OnChannel, OnGuards, Wait, Waiting, blocking, blocking_raw,
+    deadlock_delay, set_deadlock_delay,
 };
 pub use env::{env_size, parse_size};
 pub use error::{

@@ -171,6 +171,9 @@ impl Watch {
     }
 }
 
+/// A process of a group that has ended: its name and how it ended.
+type Finished<T> = (Arc<str>, Result<Outcome<T>, Cause>);
+
 /// One process of a [`Spawned`] group.
 struct Child<B: Carries<T>, T> {
     id: ProcessId,
@@ -374,7 +377,7 @@ impl<B: Carries<T>, T> Spawned<B, T> {
         }
     }
 
-    fn finish(&mut self) -> Vec<(Arc<str>, Result<Outcome<T>, Cause>)> {
+    fn finish(&mut self) -> Vec<Finished<T>> {
         B::flush();
         let children = std::mem::take(&mut self.children);
         let reap = || children.into_iter().map(Child::finish).collect::<Vec<_>>();
