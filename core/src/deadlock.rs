@@ -146,8 +146,10 @@ impl fmt::Display for Blocked {
 /// still write). Processes that a process of the network starts under a
 /// [`Supervisor`](crate::Supervisor) belong to its network (a supervisor waiting in `next_exit`
 /// looks again periodically, so it counts as running); a supervisor's processes started from
-/// outside any process are not watched. A network blocked on a channel that a
-/// process *outside* it would serve (another top-level network) looks deadlocked, and is reported.
+/// outside any process are not watched. A network blocked on a channel that only something
+/// *outside* it would serve (another top-level network, or a plain `std::thread` that is no CSP
+/// process) looks deadlocked, and is reported: run that work as a process of the network (with
+/// [`io`](crate::io) for its blocking calls), or turn detection off.
 /// The report lists what each process waits on; it does not compute the cycle of who waits for
 /// whom (which process holds which end is not tracked). Engines whose
 /// [`Backend::DETECTS_DEADLOCK`](crate::Backend::DETECTS_DEADLOCK) is `false` (the processes
