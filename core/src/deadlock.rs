@@ -368,6 +368,8 @@ pub(crate) struct Network {
     /// Blocked processes (low 32 bits) and a generation bumped by every unblock (high 32 bits):
     /// a detector that sees the same word twice knows nobody woke in between.
     state: AtomicU64,
+    /// Members blocked in a join of their children (counted in `state` too).
+    joins: AtomicU64,
     /// Whether the detector has this network in its queue.
     armed: AtomicBool,
     members: Mutex<HashMap<ProcessId, Arc<Member>>>,
@@ -380,6 +382,7 @@ impl Network {
         let net = Arc::new(Network {
             live: AtomicU64::new(0),
             state: AtomicU64::new(0),
+            joins: AtomicU64::new(0),
             armed: AtomicBool::new(false),
             members: Mutex::new(HashMap::new()),
             report: Mutex::new(None),
@@ -407,7 +410,7 @@ impl Network {
         lock(&net.members).remove(&id);
         let live = net.live.fetch_sub(1, Ordering::SeqCst) - 1;
         // The rest may be blocked on each other now that this one is gone.
-        if live > 0 && net.state.load(Ordering::SeqCst) & BLOCKED == live {
+        if net.stuck((live, net.state.load(Ordering::SeqCst))) {
             net.arm();
         }
     }
@@ -418,8 +421,8 @@ impl Network {
     }
 
     fn blocked(self: &Arc<Self>) {
-        let blocked = self.state.fetch_add(1, Ordering::SeqCst).wrapping_add(1) & BLOCKED;
-        if blocked == self.live.load(Ordering::SeqCst) {
+        let state = self.state.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        if self.stuck((self.live.load(Ordering::SeqCst), state)) {
             self.arm();
         }
     }
@@ -447,22 +450,24 @@ impl Network {
         }
     }
 
-    /// Whether every live member is blocked.
-    fn all_blocked((live, state): (u64, u64)) -> bool {
-        live > 0 && state & BLOCKED == live
+    /// Whether every live member is blocked, and not all of them in joins: a starter joining
+    /// children that have all ended is about to go on (so every `parallel` ends without arming
+    /// the detector).
+    fn stuck(&self, (live, state): (u64, u64)) -> bool {
+        state & BLOCKED == live && live > self.joins.load(Ordering::SeqCst)
     }
 
     /// The detector's second look, `delay` after `seen`: reports and ends the deadlock if nothing
     /// changed; otherwise watches again if the network is still all blocked.
     fn check(self: &Arc<Self>, seen: (u64, u64), delay: Duration) {
         let now = self.snapshot();
-        if now == seen && Network::all_blocked(now) && self.declare() {
+        if now == seen && self.stuck(now) && self.declare() {
             self.armed.store(false, Ordering::SeqCst);
             return;
         }
         self.armed.store(false, Ordering::SeqCst);
         // A process that blocked while this was armed did not arm it again: look once more.
-        if Network::all_blocked(self.snapshot()) && !self.armed.swap(true, Ordering::SeqCst) {
+        if self.stuck(self.snapshot()) && !self.armed.swap(true, Ordering::SeqCst) {
             detector().watch(self, delay);
         }
     }
@@ -549,7 +554,11 @@ impl Member {
 
     /// Runs `wait`, a join of this member's children.
     pub(crate) fn join<R>(&self, wait: impl FnOnce() -> R) -> R {
-        self.block(&OnChildren, wait).0
+        // Counted before the join counts as blocked, and uncounted after it no longer does.
+        self.network.joins.fetch_add(1, Ordering::SeqCst);
+        let out = self.block(&OnChildren, wait).0;
+        self.network.joins.fetch_sub(1, Ordering::SeqCst);
+        out
     }
 }
 
