@@ -323,6 +323,12 @@ impl ProcessContext {
         self.member.clone()
     }
 
+    /// Its place in a watched network, without taking a reference count: valid while this
+    /// context lives.
+    pub(crate) fn member_ptr(&self) -> Option<*const Member> {
+        self.member.as_ref().map(Arc::as_ptr)
+    }
+
     /// Makes it a member of a watched network.
     pub(crate) fn set_member(&mut self, member: Arc<Member>) {
         self.member = Some(member);

@@ -4,9 +4,13 @@
 //!
 //! # Cost
 //!
-//! Nothing on an operation that completes without sleeping. An operation about to sleep takes its
-//! process's record lock twice and makes two atomic additions to its network's count; a check
-//! (blocked == live) arms the detector thread, at most once per delay.
+//! Nothing on an operation that completes without sleeping. An operation about to sleep writes
+//! only its own process's record (a few stores and one compare-and-swap on a line no other
+//! process writes): no count shared by the network, whose updates would bounce between cores on
+//! every hop. The detector thread does the work instead: once per delay it looks at each network,
+//! stopping at the first process that runs, and a network it finds stuck in the same state at two
+//! looks in a row is deadlocked. A network of a million mostly-blocked processes costs it a walk
+//! over them once per delay.
 
 use crate::backend::Role;
 use crate::context::{ContextSlot, HeldEnd, ProcessId};
@@ -14,9 +18,9 @@ use crate::error::ChannelError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A lock that nothing can leave inconsistent: only an `Option` or a map changes under it.
 fn lock<E>(m: &Mutex<E>) -> MutexGuard<'_, E> {
@@ -356,63 +360,66 @@ impl Waiting for OnChildren {
     fn interrupt(&self) {}
 }
 
-/// Bits of [`Network::state`] that count blocked processes; the rest is a generation.
-const BLOCKED: u64 = (1 << 32) - 1;
-/// One unblock: the generation goes up by one and the blocked count down by one, in one addition.
-const UNBLOCK: u64 = (1 << 32) - 1;
+/// A member's `state`: running (not blocked).
+const RUNNING: u8 = 0;
+/// Blocked with no deadline; its `wait` record is published.
+const WAITING: u8 = 1;
+/// Blocked, and the detector is reading its record: the owner may not return before it is done.
+const BORROWED: u8 = 2;
 
-/// One network's counts and members.
+/// One network: its members, each of which the detector looks at.
 pub(crate) struct Network {
-    /// Processes of the network that have not ended, and the starting thread until its join ends.
-    live: AtomicU64,
-    /// Blocked processes (low 32 bits) and a generation bumped by every unblock (high 32 bits):
-    /// a detector that sees the same word twice knows nobody woke in between.
-    state: AtomicU64,
-    /// Members blocked in a join of their children (counted in `state` too).
-    joins: AtomicU64,
-    /// Whether the detector has this network in its queue.
-    armed: AtomicBool,
-    members: Mutex<HashMap<ProcessId, Arc<Member>>>,
+    members: Mutex<Members>,
+    /// What the detector saw at its last look, if the network was stuck then.
+    last_seen: Mutex<Option<(u64, u64)>>,
     report: Mutex<Option<Deadlock>>,
 }
 
+/// The members of a network and a count of joins and leaves, so that the detector sees any change.
+struct Members {
+    by_id: HashMap<ProcessId, Arc<Member>>,
+    changes: u64,
+}
+
 impl Network {
-    /// A network whose starting thread is `root`.
+    /// A network whose starting thread is `root`; the detector looks at it from now on.
     pub(crate) fn new(root_id: ProcessId, root_name: Arc<str>) -> (Arc<Network>, Arc<Member>) {
         let net = Arc::new(Network {
-            live: AtomicU64::new(0),
-            state: AtomicU64::new(0),
-            joins: AtomicU64::new(0),
-            armed: AtomicBool::new(false),
-            members: Mutex::new(HashMap::new()),
+            members: Mutex::new(Members {
+                by_id: HashMap::new(),
+                changes: 0,
+            }),
+            last_seen: Mutex::new(None),
             report: Mutex::new(None),
         });
         let root = Network::join(&net, root_id, root_name);
+        detector().watch(&net);
         (net, root)
     }
 
-    /// A new member (a process about to start, counted live from now).
+    /// A new member (a process about to start, counted from now).
     pub(crate) fn join(net: &Arc<Network>, id: ProcessId, name: Arc<str>) -> Arc<Member> {
         let member = Arc::new(Member {
             id,
             name,
             network: Arc::clone(net),
-            wait: Mutex::new(None),
+            state: AtomicU8::new(RUNNING),
+            wait: AtomicPtr::new(std::ptr::null_mut()),
+            wakes: AtomicU64::new(0),
+            joining: AtomicBool::new(false),
             deadlocked: AtomicBool::new(false),
         });
-        net.live.fetch_add(1, Ordering::SeqCst);
-        lock(&net.members).insert(id, Arc::clone(&member));
+        let mut members = lock(&net.members);
+        members.by_id.insert(id, Arc::clone(&member));
+        members.changes += 1;
         member
     }
 
     /// A member ended (or never started): it no longer counts.
     pub(crate) fn leave(net: &Arc<Network>, id: ProcessId) {
-        lock(&net.members).remove(&id);
-        let live = net.live.fetch_sub(1, Ordering::SeqCst) - 1;
-        // The rest may be blocked on each other now that this one is gone.
-        if net.stuck((live, net.state.load(Ordering::SeqCst))) {
-            net.arm();
-        }
+        let mut members = lock(&net.members);
+        members.by_id.remove(&id);
+        members.changes += 1;
     }
 
     /// The report, once the network was found deadlocked.
@@ -420,55 +427,31 @@ impl Network {
         lock(&self.report).clone()
     }
 
-    fn blocked(self: &Arc<Self>) {
-        let state = self.state.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
-        if self.stuck((self.live.load(Ordering::SeqCst), state)) {
-            self.arm();
-        }
-    }
-
-    fn unblocked(&self) {
-        self.state.fetch_add(UNBLOCK, Ordering::SeqCst);
-    }
-
-    /// Hands the network to the detector, unless it has it already.
-    fn arm(self: &Arc<Self>) {
-        let Some(delay) = delay() else { return };
-        if !self.armed.load(Ordering::Relaxed) && !self.armed.swap(true, Ordering::SeqCst) {
-            detector().watch(self, delay);
-        }
-    }
-
-    /// (live, state) read so that the pair is consistent: live did not change around the read.
-    fn snapshot(&self) -> (u64, u64) {
-        loop {
-            let live = self.live.load(Ordering::SeqCst);
-            let state = self.state.load(Ordering::SeqCst);
-            if self.live.load(Ordering::SeqCst) == live {
-                return (live, state);
+    /// The network's state if it is stuck now (every member blocked, not all of them in joins):
+    /// its membership changes and the sum of its members' wake counts, which any change moves on.
+    /// Stops at the first member that runs.
+    fn stuck(&self) -> Option<(u64, u64)> {
+        let members = lock(&self.members);
+        let (mut wakes, mut on_channels) = (0u64, false);
+        for m in members.by_id.values() {
+            if m.state.load(Ordering::Acquire) == RUNNING {
+                return None;
             }
+            wakes = wakes.wrapping_add(m.wakes.load(Ordering::Acquire));
+            on_channels |= !m.joining.load(Ordering::Acquire);
         }
+        on_channels.then_some((members.changes, wakes))
     }
 
-    /// Whether every live member is blocked, and not all of them in joins: a starter joining
-    /// children that have all ended is about to go on (so every `parallel` ends without arming
-    /// the detector).
-    fn stuck(&self, (live, state): (u64, u64)) -> bool {
-        state & BLOCKED == live && live > self.joins.load(Ordering::SeqCst)
-    }
-
-    /// The detector's second look, `delay` after `seen`: reports and ends the deadlock if nothing
-    /// changed; otherwise watches again if the network is still all blocked.
-    fn check(self: &Arc<Self>, seen: (u64, u64), delay: Duration) {
-        let now = self.snapshot();
-        if now == seen && self.stuck(now) && self.declare() {
-            self.armed.store(false, Ordering::SeqCst);
-            return;
-        }
-        self.armed.store(false, Ordering::SeqCst);
-        // A process that blocked while this was armed did not arm it again: look once more.
-        if self.stuck(self.snapshot()) && !self.armed.swap(true, Ordering::SeqCst) {
-            detector().watch(self, delay);
+    /// The detector's look: a network stuck in the same state at two looks a delay apart is
+    /// deadlocked (nobody woke, started or ended in between).
+    fn check(&self) {
+        let now = self.stuck();
+        let mut last = lock(&self.last_seen);
+        if now.is_some() && *last == now && self.declare() {
+            *last = None;
+        } else {
+            *last = now;
         }
     }
 
@@ -476,54 +459,48 @@ impl Network {
     /// turns out not to be blocked after all (then nothing is done).
     fn declare(&self) -> bool {
         let members = lock(&self.members);
-        let mut order: Vec<&Arc<Member>> = members.values().collect();
+        let mut order: Vec<&Arc<Member>> = members.by_id.values().collect();
         order.sort_by_key(|m| m.id);
-        let mut blocked = Vec::with_capacity(order.len());
-        let mut on_channels = 0;
-        for m in &order {
-            let wait = lock(&m.wait);
-            let Some(record) = wait.as_ref() else {
+        // Every member's record is held until its wait is interrupted: none can return meanwhile.
+        for (i, m) in order.iter().enumerate() {
+            if !m.borrow() {
+                for earlier in &order[..i] {
+                    earlier.give_back();
+                }
                 return false;
-            };
-            // SAFETY: the record points at the owner's `Waiting`, alive while it is stored: the
-            // owner clears it under this lock before its wait returns.
-            let describe = unsafe { &*record.0 }.describe();
-            if describe != Wait::Join {
-                on_channels += 1;
             }
-            blocked.push(Blocked::new(&*m.name, describe));
         }
-        if on_channels == 0 {
-            return false;
-        }
+        let blocked = order
+            .iter()
+            .map(|m| Blocked::new(&*m.name, m.record().describe()))
+            .collect();
         for m in &order {
-            m.deadlocked.store(true, Ordering::SeqCst);
+            m.deadlocked.store(true, Ordering::Release);
         }
         lock(&self.report).get_or_insert(Deadlock::new(blocked));
         for m in &order {
-            let wait = lock(&m.wait);
-            if let Some(record) = wait.as_ref() {
-                // SAFETY: as above; the record is still stored, so its owner is still waiting.
-                unsafe { &*record.0 }.interrupt();
-            }
+            m.record().interrupt();
+            m.give_back();
         }
         true
     }
 }
 
-/// A pointer to a blocked operation's [`Waiting`], valid while stored in its member's record.
-struct Record(*const (dyn Waiting + 'static));
-
-// SAFETY: the pointee is `Sync` (the trait requires it) and outlives the record (see `block`).
-unsafe impl Send for Record {}
-
-/// One process of a network (or its starting thread), as the detector sees it.
+/// One process of a network (or its starting thread), as the detector sees it. Only its owner
+/// writes it, except the detector's borrow of `state`: blocking costs no shared write.
 pub(crate) struct Member {
     id: ProcessId,
     name: Arc<str>,
     network: Arc<Network>,
-    /// What it waits on while blocked with no deadline.
-    wait: Mutex<Option<Record>>,
+    /// [`RUNNING`], [`WAITING`] or [`BORROWED`].
+    state: AtomicU8,
+    /// While not running: the blocked operation's [`Waiting`] (a pointer to a reference to it,
+    /// on the owner's stack).
+    wait: AtomicPtr<&'static dyn Waiting>,
+    /// How many times it has stopped waiting: the detector sees any wake in between its looks.
+    wakes: AtomicU64,
+    /// Whether its wait is a join of its children.
+    joining: AtomicBool,
     /// Set by the detector: the wait it is in failed because of a deadlock.
     deadlocked: AtomicBool,
 }
@@ -537,38 +514,69 @@ impl Member {
     /// Runs `wait` as a blocked operation of this member on `what`; `true` with its result when
     /// the detector ended it.
     pub(crate) fn block<R>(&self, what: &dyn Waiting, wait: impl FnOnce() -> R) -> (R, bool) {
-        // SAFETY: only the lifetime is erased; `Unblock` clears the record (under the lock the
-        // detector reads it with) before `what` goes out of scope, even if `wait` panics.
-        let erased: *const (dyn Waiting + 'static) = unsafe {
-            std::mem::transmute::<*const (dyn Waiting + '_), *const (dyn Waiting + 'static)>(
-                what as *const dyn Waiting,
-            )
-        };
-        *lock(&self.wait) = Some(Record(erased));
+        let what: &dyn Waiting = what;
+        // SAFETY: only the lifetime is erased. `Unblock` takes the record back (waiting out a
+        // borrow by the detector) before `what` and this reference to it go out of scope, even if
+        // `wait` panics; the detector dereferences it only while it holds the borrow.
+        let erased: &&'static dyn Waiting =
+            unsafe { std::mem::transmute::<&&dyn Waiting, &&'static dyn Waiting>(&what) };
+        self.wait
+            .store(std::ptr::from_ref(erased).cast_mut(), Ordering::Relaxed);
+        self.state.store(WAITING, Ordering::Release);
         let guard = Unblock(self);
-        self.network.blocked();
         let out = wait();
         drop(guard);
-        (out, self.deadlocked.swap(false, Ordering::SeqCst))
+        let ended = self.deadlocked.load(Ordering::Acquire)
+            && self.deadlocked.swap(false, Ordering::AcqRel);
+        (out, ended)
     }
 
     /// Runs `wait`, a join of this member's children.
     pub(crate) fn join<R>(&self, wait: impl FnOnce() -> R) -> R {
-        // Counted before the join counts as blocked, and uncounted after it no longer does.
-        self.network.joins.fetch_add(1, Ordering::SeqCst);
+        self.joining.store(true, Ordering::Release);
         let out = self.block(&OnChildren, wait).0;
-        self.network.joins.fetch_sub(1, Ordering::SeqCst);
+        self.joining.store(false, Ordering::Release);
         out
+    }
+
+    /// The detector takes the record for a moment; `false` if the member runs.
+    fn borrow(&self) -> bool {
+        self.state
+            .compare_exchange(WAITING, BORROWED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The borrowed record.
+    fn record(&self) -> &dyn Waiting {
+        debug_assert_eq!(self.state.load(Ordering::Acquire), BORROWED);
+        // SAFETY: borrowed, the owner is still inside `block` (its `Unblock` waits for the borrow
+        // to end), so the reference it published is alive.
+        unsafe { *self.wait.load(Ordering::Acquire) }
+    }
+
+    fn give_back(&self) {
+        self.state.store(WAITING, Ordering::Release);
     }
 }
 
-/// Clears a member's record and counts it unblocked.
+/// Takes a member's record back and counts the wake.
 struct Unblock<'a>(&'a Member);
 
 impl Drop for Unblock<'_> {
     fn drop(&mut self) {
-        *lock(&self.0.wait) = None;
-        self.0.network.unblocked();
+        let m = self.0;
+        m.wakes.store(
+            m.wakes.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
+        // The detector holds the record only for a moment (it is not waiting on anything).
+        while m
+            .state
+            .compare_exchange_weak(WAITING, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -608,13 +616,16 @@ pub fn blocking<S: ContextSlot, R>(
 /// assert_eq!(blocking_raw::<ThreadSlot, u8>(&what, || 3), (3, false));
 /// ```
 pub fn blocking_raw<S: ContextSlot, R>(what: &dyn Waiting, wait: impl FnOnce() -> R) -> (R, bool) {
-    match S::with(|ctx| ctx.member()) {
-        Some(member) => member.block(what, wait),
+    match S::with(|ctx| ctx.member_ptr()) {
+        // SAFETY: the running process's context holds an `Arc` of its member for the process's
+        // whole life, and this runs inside the process.
+        Some(member) => unsafe { &*member }.block(what, wait),
         None => (wait(), false),
     }
 }
 
-/// The delay before a network seen all blocked is reported, unless something changes: `None` when
+/// How often the detector looks at each network (a network stuck in the same state at two looks
+/// in a row is reported, so between one and two delays after it stopped): `None` when
 /// detection is off. Set by [`set_deadlock_delay`], or the `CSPNET_DEADLOCK` environment variable
 /// (`off`, or a number of milliseconds); 300 ms by default.
 ///
@@ -676,19 +687,10 @@ fn delay() -> Option<Duration> {
     }
 }
 
-/// The one detector thread of this OS process: networks to look at again, each when its delay
-/// has passed.
+/// The one detector thread of this OS process and the networks it looks at, each once per delay.
 struct Detector {
-    queue: Mutex<Vec<Due>>,
+    networks: Mutex<Vec<Weak<Network>>>,
     ready: Condvar,
-}
-
-/// A network to look at again: when, what it looked like, and the delay it was armed with.
-struct Due {
-    at: Instant,
-    network: Weak<Network>,
-    seen: (u64, u64),
-    delay: Duration,
 }
 
 fn detector() -> &'static Detector {
@@ -697,12 +699,13 @@ fn detector() -> &'static Detector {
     let d = DETECTOR.get_or_init(|| {
         started = true;
         Detector {
-            queue: Mutex::new(Vec::new()),
+            networks: Mutex::new(Vec::new()),
             ready: Condvar::new(),
         }
     });
     if started {
-        // The thread lives as long as the program, idle on its condition variable between checks.
+        // The thread lives as long as the program, idle on its condition variable while no
+        // network runs.
         let spawned = std::thread::Builder::new()
             .name("cspnet-deadlock".into())
             .spawn(|| detector().run());
@@ -714,39 +717,30 @@ fn detector() -> &'static Detector {
 }
 
 impl Detector {
-    fn watch(&self, net: &Arc<Network>, delay: Duration) {
-        let seen = net.snapshot();
-        lock(&self.queue).push(Due {
-            at: Instant::now() + delay,
-            network: Arc::downgrade(net),
-            seen,
-            delay,
-        });
+    fn watch(&self, net: &Arc<Network>) {
+        lock(&self.networks).push(Arc::downgrade(net));
         self.ready.notify_one();
     }
 
     fn run(&self) {
-        let mut queue = lock(&self.queue);
         loop {
-            let now = Instant::now();
-            if let Some(i) = queue.iter().position(|d| d.at <= now) {
-                let due = queue.swap_remove(i);
-                drop(queue);
-                if let Some(net) = due.network.upgrade() {
-                    net.check(due.seen, due.delay);
+            {
+                let mut networks = lock(&self.networks);
+                while networks.is_empty() {
+                    networks = self.ready.wait(networks).unwrap_or_else(|e| e.into_inner());
                 }
-                queue = lock(&self.queue);
-                continue;
             }
-            queue = match queue.iter().map(|d| d.at).min() {
-                Some(due) => {
-                    self.ready
-                        .wait_timeout(queue, due - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-                None => self.ready.wait(queue).unwrap_or_else(|e| e.into_inner()),
+            std::thread::sleep(delay().unwrap_or(Duration::from_millis(DEFAULT_MS)));
+            let live: Vec<Arc<Network>> = {
+                let mut networks = lock(&self.networks);
+                networks.retain(|n| n.strong_count() > 0);
+                networks.iter().filter_map(Weak::upgrade).collect()
             };
+            if delay().is_some() {
+                for net in live {
+                    net.check();
+                }
+            }
         }
     }
 }
