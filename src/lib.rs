@@ -302,8 +302,9 @@ mod backend;
 
 pub use backend::{Backend, BackendError};
 pub use cspnet_core::{
-    BufferError, Cause, ChannelError, ErrorText, Exit, Failure, FarmError, FarmReport, HeldEnd,
-    JobContext, JobFailure, JobResult, KillError, Outcome, ProcessError, ProcessId,
+    Blocked, BufferError, Cause, ChannelError, Deadlock, ErrorText, Exit, Failure, FarmError,
+    FarmReport, HeldEnd, JobContext, JobFailure, JobResult, KillError, Outcome, ProcessError,
+    ProcessId, Wait, deadlock_delay, set_deadlock_delay,
 };
 
 /// The same API, generic over the backend: for code written once that runs on every backend (a
@@ -354,8 +355,8 @@ pub mod generic {
     };
     #[doc(inline)]
     pub use cspnet_core::{
-        BufferError, Cause, ChannelError, ErrorText, Exit, Failure, HeldEnd, KillError, Outcome,
-        ProcessError, ProcessId,
+        Blocked, BufferError, Cause, ChannelError, Deadlock, ErrorText, Exit, Failure, HeldEnd,
+        KillError, Outcome, ProcessError, ProcessId, Wait, deadlock_delay, set_deadlock_delay,
     };
 }
 

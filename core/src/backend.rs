@@ -145,6 +145,17 @@ pub trait Backend: Sized + Send + Sync + 'static {
         flush_dropped_ends::<Self::Slot>();
     }
 
+    /// Whether the engine tells core when its processes block with no deadline (it calls
+    /// [`blocking`](crate::blocking) just before it sleeps), so that core can find a deadlocked
+    /// network (see the [`Deadlock`](crate::Deadlock) rules). Networks of an engine that does not
+    /// are never reported.
+    ///
+    /// ```
+    /// use cspnet_core::Backend;
+    /// assert!(cspnet_threads::Threads::DETECTS_DEADLOCK);
+    /// ```
+    const DETECTS_DEADLOCK: bool = false;
+
     /// Whether handles dropped now are only being counted, not let go: the processes backend's
     /// census of what a forked child holds (see its `channel.rs`). A handle that acts when dropped
     /// (a barrier member resigns) does nothing then.

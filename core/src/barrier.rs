@@ -139,6 +139,18 @@ impl<B: Barriers> Barrier<B> {
         }
     }
 
+    /// A barrier with no member enrolled, with a name that a deadlock report gives.
+    ///
+    /// ```
+    /// let b = cspnet_threads::Barrier::named("step");
+    /// assert_eq!(b.enrolled(), Ok(0));
+    /// ```
+    pub fn named(name: &str) -> Self {
+        Barrier {
+            chan: Channel::named(name),
+        }
+    }
+
     /// Enrolls a new member. If a sync is under way, it now waits for this member too. On a
     /// poisoned barrier the member's syncs fail with `Poisoned`.
     ///

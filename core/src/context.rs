@@ -14,6 +14,7 @@
 //! threads and OS processes, a coroutine-local for coroutines) by implementing [`ContextSlot`].
 
 use crate::backend::Role;
+use crate::deadlock::Member;
 use crate::error::{Cause, ChannelError, Outcome, panic_message};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -231,6 +232,8 @@ pub struct ProcessContext {
     on_crash: Leave,
     /// The ends that left while the process was unwinding from a panic.
     released: Vec<HeldEnd>,
+    /// Its place in a network watched for deadlock (none outside one).
+    member: Option<Arc<Member>>,
 }
 
 impl ProcessContext {
@@ -249,6 +252,7 @@ impl ProcessContext {
             rotation: HashMap::new(),
             on_crash: Leave::Poison,
             released: Vec::new(),
+            member: None,
         }
     }
 
@@ -307,6 +311,27 @@ impl ProcessContext {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name, shared.
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        Arc::clone(&self.name)
+    }
+
+    /// Its place in a network watched for deadlock.
+    pub(crate) fn member(&self) -> Option<Arc<Member>> {
+        self.member.clone()
+    }
+
+    /// Its place in a watched network, without taking a reference count: valid while this
+    /// context lives.
+    pub(crate) fn member_ptr(&self) -> Option<*const Member> {
+        self.member.as_ref().map(Arc::as_ptr)
+    }
+
+    /// Makes it a member of a watched network.
+    pub(crate) fn set_member(&mut self, member: Arc<Member>) {
+        self.member = Some(member);
     }
 
     /// Whether this is a CSP process (rather than a thread outside any process).

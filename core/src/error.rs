@@ -1,5 +1,6 @@
 //! The errors every backend reports: channel errors and process failures.
 
+use crate::deadlock::Deadlock;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -55,6 +56,15 @@ pub enum ChannelError {
     /// the start of serde's message.
     #[error("payload could not be encoded, so it was not sent: {0}")]
     Unencodable(ErrorText),
+    /// Every process of the network was blocked with nothing left that could wake it, so this
+    /// wait was ended: the channels it waited on are poisoned. `parallel`/`join` report the whole
+    /// deadlock (which process waited on which channel) as [`Cause::Deadlock`] for each process
+    /// that ends with this error.
+    #[error(
+        "deadlock: every process of the network was blocked, so this wait can never complete \
+         (return this error from the process; parallel/join report who waited on what)"
+    )]
+    Deadlock,
 }
 
 /// The start of an error message, short enough to keep [`ChannelError`] `Copy`: at most
@@ -309,6 +319,9 @@ pub enum Cause {
     /// The process ended abnormally outside the body's control (an OS process killed by a signal or
     /// exiting early); the description says how.
     Crashed(String),
+    /// The process was blocked in a deadlocked network and ended with
+    /// [`ChannelError::Deadlock`]; the report names every blocked process and what it waited on.
+    Deadlock(Deadlock),
 }
 
 impl fmt::Display for Cause {
@@ -317,6 +330,7 @@ impl fmt::Display for Cause {
             Cause::Panicked(m) => write!(f, "panicked: {m}"),
             Cause::CouldNotStart(m) => write!(f, "could not be started: {m}"),
             Cause::Crashed(m) => write!(f, "crashed: {m}"),
+            Cause::Deadlock(d) => write!(f, "deadlocked: {d}"),
         }
     }
 }
@@ -453,11 +467,22 @@ const SHOWN: usize = 3;
 
 impl fmt::Display for ProcessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut deadlock_shown = false;
         for (i, failure) in self.failures.iter().take(SHOWN).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{failure}")?;
+            match &failure.cause {
+                // One deadlock report names every process: spell it out once.
+                Cause::Deadlock(_) if deadlock_shown => {
+                    write!(f, "process '{}' deadlocked", failure.process)?
+                }
+                Cause::Deadlock(_) => {
+                    deadlock_shown = true;
+                    write!(f, "{failure}")?
+                }
+                _ => write!(f, "{failure}")?,
+            }
         }
         if self.failures.len() > SHOWN {
             write!(

@@ -19,6 +19,8 @@
 //! - the layers above the channels, made of CSP processes and channels: [`Supervisor`] and
 //!   [`Farm`] (a pool of workers, results by job ID, crashes as failures naming the job), and
 //!   [`jobs`] (job graphs of external commands, the DVSim scheduler pattern; Linux only);
+//! - deadlock detection: a network whose every process is blocked with no deadline is ended and
+//!   reported as a [`Deadlock`] (engines call [`blocking`] just before they sleep);
 //! - errors, the [`Deadline`] behind Skip and Timeout, and the [`suite`] that defines "behaves the
 //!   same".
 //!
@@ -50,6 +52,7 @@ mod channel;
 mod claim;
 mod context;
 mod deadline;
+mod deadlock;
 mod env;
 mod error;
 mod farm;
@@ -75,6 +78,10 @@ pub use context::{
     discard_unstarted, end_dropped, flush_dropped_ends, run_body,
 };
 pub use deadline::Deadline;
+pub use deadlock::{
+    Blocked, Deadlock, GuardWait, OnChannel, OnGuards, Wait, Waiting, blocking, blocking_raw,
+    deadlock_delay, set_deadlock_delay,
+};
 pub use env::{env_size, parse_size};
 pub use error::{
     BufferError, Cause, ChannelError, ErrorText, Failure, KillError, Outcome, ProcessError,

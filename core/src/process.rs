@@ -8,7 +8,8 @@
 
 use crate::backend::{Backend, Carries, Report};
 use crate::context::{ContextSlot, Ending, ProcessContext, ProcessId};
-use crate::error::{Cause, Failure, KillError, Outcome, ProcessError};
+use crate::deadlock::{Member, Network, deadlock_delay};
+use crate::error::{Cause, ChannelError, Failure, KillError, Outcome, ProcessError};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -129,7 +130,49 @@ impl<B: Carries<T>, T> fmt::Debug for Process<B, T> {
 #[must_use = "dropping a Spawned waits for its processes; call join to get their results"]
 pub struct Spawned<B: Carries<T>, T> {
     children: Vec<Child<B, T>>,
+    watch: Option<Watch>,
 }
+
+/// The network a [`Spawned`] group belongs to, watched for deadlock.
+struct Watch {
+    network: Arc<Network>,
+    /// Who joins the group: the starting thread (`root`), or the process that started it.
+    joiner: Arc<Member>,
+    /// Whether the group started the network (its starting thread leaves it after the join).
+    root: Option<ProcessId>,
+}
+
+impl Watch {
+    /// The network the processes about to start from here join: the current process's, or a new
+    /// one when started from outside any process. None when detection is off, the engine does not
+    /// support it, or the current process is not watched (a supervised one).
+    fn here<B: Backend>() -> Option<Watch> {
+        if !B::DETECTS_DEADLOCK || deadlock_delay().is_none() {
+            return None;
+        }
+        let (member, is_process, id, name) =
+            B::Slot::with(|c| (c.member(), c.is_process(), c.id(), c.name_arc()));
+        match member {
+            Some(joiner) => Some(Watch {
+                network: Arc::clone(joiner.network()),
+                joiner,
+                root: None,
+            }),
+            None if !is_process => {
+                let (network, joiner) = Network::new(id, name);
+                Some(Watch {
+                    network,
+                    joiner,
+                    root: Some(id),
+                })
+            }
+            None => None,
+        }
+    }
+}
+
+/// A process of a group that has ended: its name and how it ended.
+type Finished<T> = (Arc<str>, Result<Outcome<T>, Cause>);
 
 /// One process of a [`Spawned`] group.
 struct Child<B: Carries<T>, T> {
@@ -178,15 +221,23 @@ fn take_ending<T>(cell: &Mutex<Option<Ending<T>>>) -> Ending<T> {
 impl<B: Carries<T>, T: Send + 'static> Spawned<B, T> {
     fn start(procs: impl IntoIterator<Item = Process<B, T>>) -> Self {
         B::flush();
+        let watch = Watch::here::<B>();
+        let network = watch.as_ref().map(|w| &w.network);
         let children = procs
             .into_iter()
             .map(|p| {
                 let ending = Arc::new(Mutex::new(None));
                 let cell = Arc::clone(&ending);
-                let report: Report<T> = Box::new(move |e| {
-                    *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                });
-                let (id, name, running) = start_one(p, false, |_, _| report);
+                let net = network.cloned();
+                let report = move |id: ProcessId, _| -> Report<T> {
+                    Box::new(move |e| {
+                        *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                        if let Some(net) = net {
+                            Network::leave(&net, id);
+                        }
+                    })
+                };
+                let (id, name, running) = start_one(p, false, network, report);
                 Child {
                     id,
                     name,
@@ -195,7 +246,7 @@ impl<B: Carries<T>, T: Send + 'static> Spawned<B, T> {
                 }
             })
             .collect();
-        Spawned { children }
+        Spawned { children, watch }
     }
 }
 
@@ -326,11 +377,26 @@ impl<B: Carries<T>, T> Spawned<B, T> {
         }
     }
 
-    fn finish(&mut self) -> impl Iterator<Item = (Arc<str>, Result<Outcome<T>, Cause>)> {
+    fn finish(&mut self) -> Vec<Finished<T>> {
         B::flush();
-        std::mem::take(&mut self.children)
-            .into_iter()
-            .map(Child::finish)
+        let children = std::mem::take(&mut self.children);
+        let reap = || children.into_iter().map(Child::finish).collect::<Vec<_>>();
+        let Some(watch) = self.watch.take() else {
+            return reap();
+        };
+        // Waiting for its children, the joiner is blocked (on them, not on a channel).
+        let mut done = watch.joiner.join(reap);
+        if let Some(root) = watch.root {
+            Network::leave(&watch.network, root);
+        }
+        if let Some(report) = watch.network.report() {
+            for (_, outcome) in &mut done {
+                if matches!(outcome, Ok(Err(ChannelError::Deadlock))) {
+                    *outcome = Err(Cause::Deadlock(report.clone()));
+                }
+            }
+        }
+        done
     }
 }
 
@@ -341,6 +407,7 @@ impl<B: Carries<T>, T> Drop for Spawned<B, T> {
         }
         let failures: Vec<Failure> = self
             .finish()
+            .into_iter()
             .filter_map(|(name, r)| r.err().map(|cause| Failure::new(&*name, cause)))
             .collect();
         if !failures.is_empty() {
@@ -367,6 +434,7 @@ impl<B: Carries<T>, T> fmt::Debug for Spawned<B, T> {
 pub(crate) fn start_one<B: Carries<T>, T>(
     p: Process<B, T>,
     isolated: bool,
+    network: Option<&Arc<Network>>,
     report: impl FnOnce(ProcessId, Arc<str>) -> Report<T>,
 ) -> (ProcessId, Arc<str>, Result<B::Running, Cause>) {
     let id = B::next_id();
@@ -378,7 +446,13 @@ pub(crate) fn start_one<B: Carries<T>, T>(
     if isolated {
         ctx = ctx.isolated();
     }
+    if let Some(net) = network {
+        ctx.set_member(Network::join(net, id, Arc::clone(&name)));
+    }
     let started = B::start(ctx, p.start, report(id, Arc::clone(&name)));
+    if let (Err(_), Some(net)) = (&started, network) {
+        Network::leave(net, id);
+    }
     (id, name, started)
 }
 

@@ -20,7 +20,8 @@
 
 use crate::backend::{Carries, Report};
 use crate::channel::{Reader, Writer};
-use crate::context::{HeldEnd, ProcessId};
+use crate::context::{ContextSlot, HeldEnd, ProcessId};
+use crate::deadlock::Network;
 use crate::error::{Cause, ChannelError, Failure, KillError, Outcome};
 use crate::process::{Process, start_one};
 use crate::{Alternation, Channel};
@@ -211,6 +212,14 @@ where
         let out = self.report_to.clone();
         let reported = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&reported);
+        // Started by a watched process, the children are part of its network: while they run,
+        // it is not deadlocked, even if it waits on `exits` or on a channel they write.
+        let network = if B::DETECTS_DEADLOCK {
+            B::Slot::with(|c| c.member()).map(|m| Arc::clone(m.network()))
+        } else {
+            None
+        };
+        let leave_from = network.clone();
         let report = move |id: ProcessId, name: Arc<str>| -> Report<T> {
             Box::new(move |ending| {
                 let exit = Exit {
@@ -223,9 +232,12 @@ where
                 // Fails only once the supervisor is gone, and then nobody is left to tell.
                 let _ = out.write(exit);
                 flag.store(true, Ordering::Release);
+                if let Some(net) = leave_from {
+                    Network::leave(&net, id);
+                }
             })
         };
-        let (id, name, started) = start_one(process, true, report);
+        let (id, name, started) = start_one(process, true, network.as_ref(), report);
         match started {
             Ok(running) => {
                 self.children.push(Supervised {

@@ -16,9 +16,10 @@
 macro_rules! backend_surface {
     ($engine:ident, $krate:ident) => {
         pub use $crate::{
-            Backend, BufferError, Carries, CarriesFarm, Cause, ChannelError, ErrorText, Exit,
-            Failure, FarmError, FarmReport, HeldEnd, JobContext, JobFailure, JobResult, KillError,
-            Outcome, ProcessError, ProcessId,
+            Backend, Blocked, BufferError, Carries, CarriesFarm, Cause, ChannelError, Deadlock,
+            ErrorText, Exit, Failure, FarmError, FarmReport, HeldEnd, JobContext, JobFailure,
+            JobResult, KillError, Outcome, ProcessError, ProcessId, Wait, deadlock_delay,
+            set_deadlock_delay,
         };
 
         #[doc = concat!("This backend's engine, under the name every backend uses: generic code \

@@ -12,8 +12,12 @@
 //! ready" and "registered", and no guard ever has to be undone. A retired input channel that
 //! still buffers values stays a live guard until drained.
 
-use crate::channel::{Chan, Control, Entry, Held, Hold, HoldCell, Queues, Waiter, Wake};
-use cspnet_core::{ChannelError, ChannelState, Claim, Deadline, GuardStatus, live_guards};
+use crate::CoSlot;
+use crate::channel::{Chan, Control, Entry, Held, Hold, HoldCell, Queues, Waiter, Wake, poisoned};
+use cspnet_core::{
+    ChannelError, ChannelState, Claim, Deadline, GuardStatus, OnGuards, Role, blocking_raw,
+    live_guards,
+};
 use std::sync::{Arc, MutexGuard};
 
 /// One channel guard, as the coroutines engine waits on it: a guard of core's alternation lends
@@ -23,6 +27,8 @@ pub struct Guard<'a>(Box<dyn Op + 'a>);
 /// What the engine needs of a guard, type-erased over the payload.
 trait Op {
     fn control(&self) -> &Control;
+    /// `Reader` for an input guard, `Writer` for an output guard.
+    fn role(&self) -> Role;
     /// With the lock held: whether a retired channel can still complete this guard.
     ///
     /// # Safety
@@ -60,6 +66,9 @@ struct Input<'a, T> {
 }
 
 impl<T> Op for Input<'_, T> {
+    fn role(&self) -> Role {
+        Role::Reader
+    }
     fn control(&self) -> &Control {
         &self.chan.control
     }
@@ -104,6 +113,9 @@ impl<T> HeldInput<'_, T> {
 }
 
 impl<T> Op for HeldInput<'_, T> {
+    fn role(&self) -> Role {
+        Role::Reader
+    }
     fn control(&self) -> &Control {
         &self.chan.control
     }
@@ -147,6 +159,9 @@ struct Output<'a, T> {
 }
 
 impl<T> Op for Output<'_, T> {
+    fn role(&self) -> Role {
+        Role::Writer
+    }
     fn control(&self) -> &Control {
         &self.chan.control
     }
@@ -233,6 +248,7 @@ pub(crate) fn select(
                 .expect("every guard's channel is listed")
         })
         .collect();
+    let mut deadlocked = false;
     loop {
         // SAFETY: the pointers come from `&Control`s borrowed by the guards, alive while they are.
         let mut locks: Vec<MutexGuard<'_, Queues>> =
@@ -245,6 +261,10 @@ pub(crate) fn select(
                 GuardStatus::Live
             }
             ChannelState::Retired => GuardStatus::Dead,
+        })
+        .map_err(|e| match e {
+            ChannelError::Poisoned => poisoned(deadlocked),
+            e => e,
         })?;
 
         let (mut wake, mut held) = (None, None);
@@ -277,7 +297,13 @@ pub(crate) fn select(
             unsafe { guards[i].0.register(&mut locks[lock_of[i]], &waiter, i) };
         }
         drop(locks);
-        let outcome = waiter.wait(deadline);
+        let outcome = if deadline == Deadline::Never {
+            let (outcome, ended) = blocked(guards, &live, || waiter.wait(deadline));
+            deadlocked |= ended;
+            outcome
+        } else {
+            waiter.wait(deadline)
+        };
         // Remove the entries nobody claimed (the claimer already dequeued the winning one).
         // This also waits out any claimer still inside a channel's lock.
         for &c in &controls {
@@ -294,4 +320,19 @@ pub(crate) fn select(
             Claim::Waiting => unreachable!("a waiter returns once claimed"),
         }
     }
+}
+
+/// Parks in `wait`, a select with no deadline on the `live` guards, as a blocked operation that
+/// core's deadlock detector can end (by poisoning the guards' channels).
+fn blocked(guards: &[Guard<'_>], live: &[usize], wait: impl FnOnce() -> Claim) -> (Claim, bool) {
+    let controls: Vec<&Control> = live.iter().map(|&i| guards[i].0.control()).collect();
+    let poisons: Vec<_> = controls.iter().map(|c| move || c.poison()).collect();
+    let what = OnGuards::new(
+        live.iter()
+            .zip(&controls)
+            .zip(&poisons)
+            .map(|((&i, c), p)| (c.name(), guards[i].0.role(), p as &(dyn Fn() + Sync)))
+            .collect(),
+    );
+    blocking_raw::<CoSlot, Claim>(&what, wait)
 }

@@ -35,8 +35,8 @@
 
 use crate::CoSlot;
 use cspnet_core::{
-    ChannelError, ChannelState, Claim, ClaimWord, Deadline, Leave, LeavingEnd, Membership, Role,
-    end_dropped, flush_dropped_ends,
+    ChannelError, ChannelState, Claim, ClaimWord, Deadline, Leave, LeavingEnd, Membership,
+    OnChannel, Role, blocking_raw, end_dropped, flush_dropped_ends,
 };
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -361,17 +361,18 @@ impl Control {
 
     /// `Carries::wait_word`.
     pub(crate) fn wait_word(&self, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
-        let look = |done: &mut dyn FnMut(u64) -> bool| {
+        let mut deadlocked = false;
+        let look = |done: &mut dyn FnMut(u64) -> bool, deadlocked: bool| {
             // Poison wins, also over a change of the word that came before it.
             if self.state() == ChannelState::Poisoned {
-                Some(Err(ChannelError::Poisoned))
+                Some(Err(poisoned(deadlocked)))
             } else if done(self.word.load(Ordering::SeqCst)) {
                 Some(Ok(()))
             } else {
                 None
             }
         };
-        if let Some(r) = look(done) {
+        if let Some(r) = look(done, false) {
             return r;
         }
         if may::coroutine::is_coroutine() {
@@ -383,18 +384,18 @@ impl Control {
         loop {
             // A first look without the lock: a woken waiter usually finds the word changed, and
             // many waking at once would otherwise queue for the lock.
-            if let Some(r) = look(done) {
+            if let Some(r) = look(done, deadlocked) {
                 return r;
             }
             let mut queues = self.lock();
-            if let Some(r) = look(done) {
+            if let Some(r) = look(done, deadlocked) {
                 return r;
             }
             let waiter = Waiter::new();
             queues.watchers.push(&waiter);
             drop(queues);
             // Claimed (and removed from `watchers`) by `wake_word` or by the channel's end.
-            waiter.wait(Deadline::Never);
+            deadlocked |= blocked(self, Role::Handle, || waiter.wait(Deadline::Never)).1;
         }
     }
 
@@ -430,6 +431,28 @@ impl Control {
 
     pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+}
+
+/// Parks in `wait` on `control` as `role` (`Role::Handle`: a barrier's word) as a blocked
+/// operation that core's deadlock detector can end, by poisoning the channel; `true` with the
+/// claim when it did.
+pub(crate) fn blocked(
+    control: &Control,
+    role: Role,
+    wait: impl FnOnce() -> Claim,
+) -> (Claim, bool) {
+    let poison = || control.poison();
+    blocking_raw::<CoSlot, Claim>(&OnChannel::new(control.name(), role, &poison), wait)
+}
+
+/// The error of an operation that found its channel poisoned: a deadlock when the detector
+/// poisoned it to end this operation's wait.
+pub(crate) fn poisoned(deadlocked: bool) -> ChannelError {
+    if deadlocked {
+        ChannelError::Deadlock
+    } else {
+        ChannelError::Poisoned
     }
 }
 
@@ -629,6 +652,7 @@ impl<T> Chan<T> {
 
     #[inline(always)]
     fn take(&self, hold: Option<&Arc<Hold>>) -> Result<T, ChannelError> {
+        let mut deadlocked = false;
         loop {
             let mut queues = self.control.lock();
             match self.control.state() {
@@ -638,7 +662,7 @@ impl<T> Chan<T> {
                     let value = unsafe { self.buffer(&mut queues) }.pop_front();
                     return value.ok_or(ChannelError::Retired);
                 }
-                ChannelState::Poisoned => return Err(ChannelError::Poisoned),
+                ChannelState::Poisoned => return Err(poisoned(deadlocked)),
             }
             let mut wake = None;
             // SAFETY: `queues` is this channel's lock.
@@ -659,7 +683,10 @@ impl<T> Chan<T> {
             drop(queues);
             // Fired, the writer's value is in the slot (its entry was dequeued by the claimer);
             // Ended, the channel ended and dequeued it: look again.
-            if waiter.wait(Deadline::Never) == Claim::Fired(0) {
+            let (claim, ended) =
+                blocked(&self.control, Role::Reader, || waiter.wait(Deadline::Never));
+            deadlocked |= ended;
+            if claim == Claim::Fired(0) {
                 // SAFETY: the entry is gone from every queue, so nothing else touches the slot.
                 return Ok(unsafe { (*slot_ptr).take() }.expect("a claimed reader got a value"));
             }
@@ -670,9 +697,13 @@ impl<T> Chan<T> {
     /// it. On failure the value was not delivered.
     #[inline]
     pub(crate) fn write(&self, mut value: T) -> Result<(), ChannelError> {
+        let mut deadlocked = false;
         loop {
             let mut queues = self.control.lock();
-            self.control.state().check()?;
+            match self.control.state() {
+                ChannelState::Poisoned => return Err(poisoned(deadlocked)),
+                state => state.check()?,
+            }
             let (mut wake, mut held) = (None, None);
             // SAFETY: `queues` is this channel's lock.
             match unsafe { self.try_put(&mut queues, value, &mut wake, &mut held) } {
@@ -696,7 +727,10 @@ impl<T> Chan<T> {
                 .writers
                 .push_back(Entry::new(&waiter, 0, slot_ptr).held_in(&cell));
             drop(queues);
-            if waiter.wait(Deadline::Never) == Claim::Fired(0) {
+            let (claim, ended) =
+                blocked(&self.control, Role::Writer, || waiter.wait(Deadline::Never));
+            deadlocked |= ended;
+            if claim == Claim::Fired(0) {
                 cell.wait();
                 return Ok(());
             }

@@ -173,6 +173,7 @@ cspnet_core::backend_surface!(Coroutines, cspnet_coroutines);
 
 impl Backend for Coroutines {
     const NAME: &'static str = "coroutines";
+    const DETECTS_DEADLOCK: bool = true;
     type Slot = CoSlot;
     type Guard<'a> = alternation::Guard<'a>;
 

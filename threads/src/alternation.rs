@@ -9,7 +9,10 @@
 
 use crate::channel::{Control, Held, Msg, Raw, Room, wait_for_reader};
 use crossbeam_channel::{Receiver, Select, SelectedOperation, Sender};
-use cspnet_core::{ChannelError, ChannelState, Deadline, GuardStatus, live_guards};
+use cspnet_core::{
+    ChannelError, ChannelState, Deadline, GuardStatus, OnGuards, Role, ThreadSlot, blocking_raw,
+    live_guards,
+};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -224,6 +227,20 @@ pub(crate) fn select(
     order: &[usize],
     deadline: Deadline,
 ) -> Result<Option<usize>, ChannelError> {
+    let mut deadlocked = false;
+    match select_inner(guards, order, deadline, &mut deadlocked) {
+        // The deadlock detector ended the wait by poisoning the guards' channels.
+        Err(ChannelError::Poisoned) if deadlocked => Err(ChannelError::Deadlock),
+        out => out,
+    }
+}
+
+fn select_inner(
+    guards: &mut [Guard<'_>],
+    order: &[usize],
+    deadline: Deadline,
+    deadlocked: &mut bool,
+) -> Result<Option<usize>, ChannelError> {
     // Guards that found their channel ended; an ended output or drained input never revives.
     let mut dead: Vec<bool> = guards.iter().map(|g| !g.0.has_endpoint()).collect();
     let watches = poison_watches(guards);
@@ -243,7 +260,15 @@ pub(crate) fn select(
         let op = match deadline {
             Deadline::Now => sel.try_select().ok(),
             Deadline::At(at) => sel.select_deadline(at).ok(),
-            Deadline::Never => Some(sel.select()),
+            Deadline::Never => match sel.try_select() {
+                Ok(op) => Some(op),
+                // Only a select that must sleep counts as blocked.
+                Err(_) => {
+                    let (op, ended) = blocked(guards, &live, || sel.select());
+                    *deadlocked |= ended;
+                    Some(op)
+                }
+            },
         };
         let Some(op) = op else {
             return Ok(None);
@@ -260,6 +285,28 @@ pub(crate) fn select(
         // The channel ended under the guard: look at why on the next round.
         dead[i] = true;
     }
+}
+
+/// Runs `wait`, a select about to sleep on the `live` guards, as a blocked operation that core's
+/// deadlock detector can end (by poisoning the guards' channels).
+fn blocked<R>(guards: &[Guard<'_>], live: &[usize], wait: impl FnOnce() -> R) -> (R, bool) {
+    let controls: Vec<&Control> = live.iter().map(|&i| guards[i].0.control()).collect();
+    let poisons: Vec<_> = controls.iter().map(|c| move || c.poison()).collect();
+    let what = OnGuards::new(
+        live.iter()
+            .zip(&controls)
+            .zip(&poisons)
+            .map(|((&i, c), p)| {
+                let role = if guards[i].0.is_input() {
+                    Role::Reader
+                } else {
+                    Role::Writer
+                };
+                (c.name(), role, p as &(dyn Fn() + Sync))
+            })
+            .collect(),
+    );
+    blocking_raw::<ThreadSlot, R>(&what, wait)
 }
 
 /// The poison watches this select needs: one per channel it offers both to read and to write,

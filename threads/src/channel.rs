@@ -25,8 +25,11 @@
 //! ([`Control::extended`], counted before that reader takes a value, so a writer whose value it
 //! took sees the count): otherwise a write costs the ticket and nothing more.
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-use cspnet_core::{ChannelError, ChannelState, Leave, Membership, Role};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded, unbounded};
+use cspnet_core::{
+    ChannelError, ChannelState, Leave, Membership, OnChannel, Role, ThreadSlot, blocking,
+    blocking_raw,
+};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -253,7 +256,23 @@ pub(crate) struct Control {
     close: Box<dyn Fn(Close) + Send + Sync>,
 }
 
+/// Runs `wait`, which is about to sleep on `control` as `role`, as a blocked operation that
+/// core's deadlock detector can end (by poisoning the channel).
+pub(crate) fn blocked<R>(
+    control: &Control,
+    role: Role,
+    wait: impl FnOnce() -> Result<R, ChannelError>,
+) -> Result<R, ChannelError> {
+    let poison = || control.poison();
+    blocking::<ThreadSlot, R>(&OnChannel::new(control.name(), role, &poison), wait)
+}
+
 impl Control {
+    /// The channel's name, if it has one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// A ticket for a write on this channel (only a rendezvous value has one) and its number.
     #[inline]
     pub(crate) fn ticket(&self) -> (Option<Ticket>, Option<u64>) {
@@ -295,15 +314,29 @@ impl Control {
     /// `Carries::wait_word`.
     pub(crate) fn wait_word(&self, done: &mut dyn FnMut(u64) -> bool) -> Result<(), ChannelError> {
         let mut guard = lock(&self.word_lock);
+        // Whether the deadlock detector ended a wait here (by poisoning the channel).
+        let mut deadlocked = false;
         loop {
             // Poison wins, also over a change of the word that came before it.
             if self.state() == ChannelState::Poisoned {
-                return Err(ChannelError::Poisoned);
+                return Err(if deadlocked {
+                    ChannelError::Deadlock
+                } else {
+                    ChannelError::Poisoned
+                });
             }
             if done(self.word.load(Ordering::SeqCst)) {
                 return Ok(());
             }
-            guard = self.word_cv.wait(guard).unwrap_or_else(|e| e.into_inner());
+            let poison = || self.poison();
+            // The lock is let go before the wait counts as over: the detector may be poisoning
+            // this channel (which takes the lock) while it holds this process's record.
+            let ((), ended) = blocking_raw::<ThreadSlot, _>(
+                &OnChannel::new(self.name(), Role::Handle, &poison),
+                || drop(self.word_cv.wait(guard).unwrap_or_else(|e| e.into_inner())),
+            );
+            deadlocked |= ended;
+            guard = lock(&self.word_lock);
         }
     }
 
@@ -458,7 +491,14 @@ impl<T> Raw<T> {
             return Err(self.control.ended());
         };
         // Once a value is taken it is returned, whatever happens to the channel afterwards.
-        let msg = rx.recv().map_err(|_| self.control.ended())?;
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(TryRecvError::Disconnected) => return Err(self.control.ended()),
+            // Only an operation that must sleep counts as blocked.
+            Err(TryRecvError::Empty) => blocked(&self.control, Role::Reader, || {
+                rx.recv().map_err(|_| self.control.ended())
+            })?,
+        };
         if let Some(room) = &self.ends.room {
             room.freed();
         }
@@ -470,17 +510,31 @@ impl<T> Raw<T> {
         self.control.state().check()?;
         if let Some(room) = &self.ends.room {
             // A place in the buffer first; the unbounded send below then never waits.
-            let token = room.receiver().map(|rx| rx.recv());
-            let Some(Ok(())) = token else {
-                return Err(self.control.ended());
-            };
+            let token = room.receiver().map(|rx| match rx.try_recv() {
+                Ok(()) => Ok(()),
+                Err(TryRecvError::Disconnected) => Err(self.control.ended()),
+                Err(TryRecvError::Empty) => blocked(&self.control, Role::Writer, || {
+                    rx.recv().map_err(|_| self.control.ended())
+                }),
+            });
+            match token {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(self.control.ended()),
+            }
             room.took();
         }
         let Some(tx) = self.ends.sender() else {
             return Err(self.control.ended());
         };
         let (ticket, number) = self.control.ticket();
-        tx.send((value, ticket)).map_err(|_| self.control.ended())?;
+        match tx.try_send((value, ticket)) {
+            Ok(()) => {}
+            Err(TrySendError::Disconnected(_)) => return Err(self.control.ended()),
+            Err(TrySendError::Full(msg)) => blocked(&self.control, Role::Writer, || {
+                tx.send(msg).map_err(|_| self.control.ended())
+            })?,
+        }
         wait_for_reader(&self.control, number);
         Ok(())
     }

@@ -49,6 +49,7 @@ cspnet_core::backend_surface!(Threads, cspnet_threads);
 
 impl Backend for Threads {
     const NAME: &'static str = "threads";
+    const DETECTS_DEADLOCK: bool = true;
     type Slot = ThreadSlot;
     type Guard<'a> = alternation::Guard<'a>;
 

@@ -3050,3 +3050,431 @@ mod jobs {
         assert_eq!(seen.trim(), format!("{} blue", here.display()));
     }
 }
+
+/// Deadlock detection: a network whose every process is blocked with no deadline is reported
+/// (within 2 s: the default delay is 300 ms) as a `Deadlock` naming each process, its operation
+/// and its channels; its blocked operations fail, so `parallel` returns. A network that is merely
+/// slow (in `io`, or waiting with a timeout) is never reported.
+mod deadlock {
+    use super::csp;
+    use cspnet_core::{Backend, Cause, Deadlock, HeldEnd, ProcessError, Role, Wait};
+    use std::time::{Duration, Instant};
+
+    /// Whether this backend finds deadlocks (the processes backend does not yet: see the README).
+    fn detects() -> bool {
+        <csp::Engine as Backend>::DETECTS_DEADLOCK
+    }
+
+    /// The one report every failure of `err` carries (each failure must be a deadlock).
+    fn report_of(err: &ProcessError) -> Deadlock {
+        let first = match err.first().cause() {
+            Cause::Deadlock(d) => d.clone(),
+            other => panic!("not a deadlock: {other}"),
+        };
+        for f in err.failures() {
+            assert_eq!(f.cause(), &Cause::Deadlock(first.clone()), "{err}");
+        }
+        first
+    }
+
+    /// The report's (process, wait) pairs, sorted.
+    fn waits(d: &Deadlock) -> Vec<(String, Wait)> {
+        let mut w: Vec<_> = d
+            .blocked
+            .iter()
+            .map(|b| (b.process.clone(), b.wait.clone()))
+            .collect();
+        w.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        w
+    }
+
+    fn sorted(mut w: Vec<(&str, Wait)>) -> Vec<(String, Wait)> {
+        let mut w: Vec<_> = w.drain(..).map(|(p, w)| (p.to_owned(), w)).collect();
+        w.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        w
+    }
+
+    fn read(c: &str) -> Wait {
+        Wait::Read(Some(c.to_owned()))
+    }
+
+    fn write(c: &str) -> Wait {
+        Wait::Write(Some(c.to_owned()))
+    }
+
+    /// Runs `procs` and returns the deadlock they must end in, checking it came within 2 s.
+    fn deadlock(procs: Vec<csp::Process<u32>>, failed: &[&str]) -> Deadlock {
+        let began = Instant::now();
+        let err = csp::parallel(procs).unwrap_err();
+        let took = began.elapsed();
+        assert!(took < Duration::from_secs(2), "reported after {took:?}");
+        let names: Vec<&str> = err.failures().iter().map(|f| f.process()).collect();
+        assert_eq!(names, failed, "{err}");
+        assert!(err.to_string().contains("deadlocked"), "{err}");
+        report_of(&err)
+    }
+
+    #[test]
+    fn two_processes_each_reading_from_the_other() {
+        if !detects() {
+            return;
+        }
+        let (x, y) = (
+            csp::Channel::<u32>::named("x"),
+            csp::Channel::<u32>::named("y"),
+        );
+        let (xr, xw, yr, yw) = (x.reader(), x.writer(), y.reader(), y.writer());
+        drop((x, y));
+        let d = deadlock(
+            vec![
+                csp::process(move || {
+                    let v = xr.read()?;
+                    yw.write(v)?;
+                    Ok(v)
+                })
+                .named("a"),
+                csp::process(move || {
+                    let v = yr.read()?;
+                    xw.write(v)?;
+                    Ok(v)
+                })
+                .named("b"),
+            ],
+            &["a", "b"],
+        );
+        assert_eq!(
+            waits(&d),
+            sorted(vec![
+                ("a", read("x")),
+                ("b", read("y")),
+                ("main", Wait::Join)
+            ])
+        );
+        assert!(d.to_string().contains("'a' reads 'x'"), "{d}");
+    }
+
+    #[test]
+    fn dining_philosophers_without_a_butler() {
+        if !detects() {
+            return;
+        }
+        const N: usize = 3;
+        let pick: Vec<_> = (0..N)
+            .map(|i| csp::Channel::<u32>::named(&format!("pick-{i}")))
+            .collect();
+        let put: Vec<_> = (0..N)
+            .map(|i| csp::Channel::<u32>::named(&format!("put-{i}")))
+            .collect();
+        // Each philosopher takes its left fork, then waits at the table until all have: the
+        // deadlock is certain, not a matter of timing.
+        let seated = csp::Channel::<u32>::named("seated");
+        let go = csp::Channel::<u32>::named("go");
+        let mut procs = Vec::new();
+        for i in 0..N {
+            let (left, right) = (pick[i].writer(), pick[(i + 1) % N].writer());
+            let (put_left, put_right) = (put[i].writer(), put[(i + 1) % N].writer());
+            let (sw, gr) = (seated.writer(), go.reader());
+            procs.push(
+                csp::process(move || {
+                    left.write(i as u32)?;
+                    sw.write(i as u32)?;
+                    gr.read()?;
+                    right.write(i as u32)?;
+                    put_left.write(i as u32)?;
+                    put_right.write(i as u32)?;
+                    Ok(0)
+                })
+                .named(&format!("philosopher-{i}")),
+            );
+        }
+        for i in 0..N {
+            let (p, q) = (pick[i].reader(), put[i].reader());
+            procs.push(
+                csp::process(move || {
+                    loop {
+                        p.read()?;
+                        q.read()?;
+                    }
+                })
+                .named(&format!("fork-{i}")),
+            );
+        }
+        let (sr, gw) = (seated.reader(), go.writer());
+        procs.push(
+            csp::process(move || {
+                for _ in 0..N {
+                    sr.read()?;
+                }
+                for _ in 0..N {
+                    gw.write(0)?;
+                }
+                Ok(0)
+            })
+            .named("table"),
+        );
+        drop((pick, put, seated, go));
+        let failed = [
+            "philosopher-0",
+            "philosopher-1",
+            "philosopher-2",
+            "fork-0",
+            "fork-1",
+            "fork-2",
+        ];
+        let d = deadlock(procs, &failed);
+        let mut expected = vec![("main", Wait::Join)];
+        let names: Vec<(String, String, String)> = (0..N)
+            .map(|i| {
+                (
+                    format!("philosopher-{i}"),
+                    format!("fork-{i}"),
+                    format!("pick-{}", (i + 1) % N),
+                )
+            })
+            .collect();
+        let puts: Vec<String> = (0..N).map(|i| format!("put-{i}")).collect();
+        for (i, (phil, fork, right)) in names.iter().enumerate() {
+            expected.push((phil.as_str(), write(right)));
+            expected.push((fork.as_str(), read(&puts[i])));
+        }
+        assert_eq!(waits(&d), sorted(expected));
+    }
+
+    #[test]
+    fn a_ring_with_one_token_too_many() {
+        if !detects() {
+            return;
+        }
+        const N: usize = 4;
+        let ring: Vec<_> = (0..N)
+            .map(|i| csp::Channel::<u32>::named(&format!("ring-{i}")))
+            .collect();
+        // Each node starts holding a token: N tokens in a ring of N rendezvous channels.
+        let procs: Vec<_> = (0..N)
+            .map(|i| {
+                let (input, output) = (ring[i].reader(), ring[(i + 1) % N].writer());
+                csp::process(move || {
+                    output.write(i as u32)?;
+                    loop {
+                        let v = input.read()?;
+                        output.write(v)?;
+                    }
+                })
+                .named(&format!("node-{i}"))
+            })
+            .collect();
+        drop(ring);
+        let d = deadlock(procs, &["node-0", "node-1", "node-2", "node-3"]);
+        let outs: Vec<String> = (0..N).map(|i| format!("ring-{}", (i + 1) % N)).collect();
+        let nodes: Vec<String> = (0..N).map(|i| format!("node-{i}")).collect();
+        let mut expected = vec![("main", Wait::Join)];
+        for i in 0..N {
+            expected.push((nodes[i].as_str(), write(&outs[i])));
+        }
+        assert_eq!(waits(&d), sorted(expected));
+    }
+
+    #[test]
+    fn a_deadlock_inside_an_alternation() {
+        if !detects() {
+            return;
+        }
+        let (x, y, z) = (
+            csp::Channel::<u32>::named("x"),
+            csp::Channel::<u32>::named("y"),
+            csp::Channel::<u32>::named("z"),
+        );
+        let (xr, yr, zw) = (x.reader(), y.reader(), z.writer());
+        let (xw, yw, zr) = (x.writer(), y.writer(), z.reader());
+        drop((x, y, z));
+        let d = deadlock(
+            vec![
+                csp::process(move || {
+                    let v = csp::Alternation::new()
+                        .input(&xr, |v| v)
+                        .output(&yw, 9, || 0)
+                        .pri_select()?;
+                    zw.write(v)?;
+                    Ok(v)
+                })
+                .named("chooser"),
+                csp::process(move || {
+                    let v = zr.read()?;
+                    xw.write(v)?;
+                    let _ = yr.read()?;
+                    Ok(v)
+                })
+                .named("waiter"),
+            ],
+            &["chooser", "waiter"],
+        );
+        let alt = Wait::Alternation(vec![
+            HeldEnd::new(Some("x"), Role::Reader),
+            HeldEnd::new(Some("y"), Role::Writer),
+        ]);
+        assert_eq!(
+            waits(&d),
+            sorted(vec![
+                ("chooser", alt),
+                ("main", Wait::Join),
+                ("waiter", read("z")),
+            ])
+        );
+        assert!(
+            d.to_string()
+                .contains("'chooser' waits in an alternation over reading 'x', writing 'y'"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn a_barrier_member_waiting_for_one_that_reads() {
+        if !detects() {
+            return;
+        }
+        let step = csp::Barrier::named("step");
+        let (sa, sb) = (step.enroll(), step.enroll());
+        let x = csp::Channel::<u32>::named("x");
+        let (xr, xw) = (x.reader(), x.writer());
+        drop((step, x));
+        let d = deadlock(
+            vec![
+                csp::process(move || {
+                    sa.sync()?;
+                    xw.write(1)?;
+                    Ok(0)
+                })
+                .named("syncer"),
+                csp::process(move || {
+                    let v = xr.read()?;
+                    sb.sync()?;
+                    Ok(v)
+                })
+                .named("reader"),
+            ],
+            &["syncer", "reader"],
+        );
+        assert_eq!(
+            waits(&d),
+            sorted(vec![
+                ("main", Wait::Join),
+                ("reader", read("x")),
+                ("syncer", Wait::Barrier(Some("step".into()))),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_nested_network_reports_its_parent_waiting_for_it() {
+        if !detects() {
+            return;
+        }
+        let outer = csp::process(|| {
+            let (x, y) = (
+                csp::Channel::<u32>::named("x"),
+                csp::Channel::<u32>::named("y"),
+            );
+            let (xr, xw, yr, yw) = (x.reader(), x.writer(), y.reader(), y.writer());
+            drop((x, y));
+            let inner = csp::parallel([
+                csp::process(move || {
+                    let v = xr.read()?;
+                    yw.write(v)
+                })
+                .named("a"),
+                csp::process(move || {
+                    let v = yr.read()?;
+                    xw.write(v)
+                })
+                .named("b"),
+            ]);
+            // The inner join reports the deadlock; pass its verdict on as a value.
+            let d = report_of(&inner.unwrap_err());
+            let expected = sorted(vec![
+                ("a", read("x")),
+                ("b", read("y")),
+                ("main", Wait::Join),
+                ("outer", Wait::Join),
+            ]);
+            Ok(u32::from(waits(&d) == expected))
+        })
+        .named("outer");
+        let procs: Vec<csp::Process<u32>> = vec![outer];
+        assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(1)]);
+    }
+
+    #[test]
+    fn a_process_waiting_for_its_supervised_worker_is_not_deadlocked() {
+        let outer = csp::process(|| {
+            let result = csp::Channel::<u32>::named("result");
+            let (rr, rw) = (result.reader(), result.writer());
+            drop(result);
+            let mut sup = csp::Supervisor::<u32>::new();
+            // The worker is busy (here in io) for longer than the detector's delay while its
+            // supervisor waits on a channel: the worker belongs to the network, so this is slow,
+            // not deadlocked.
+            sup.start(
+                csp::process(move || {
+                    csp::io(|| std::thread::sleep(Duration::from_secs(1)));
+                    rw.write(3)?;
+                    Ok(0)
+                })
+                .named("worker"),
+            )
+            .map_err(|_| csp::ChannelError::Retired)?;
+            let v = rr.read()?;
+            let exit = sup.next_exit().map(|e| e.outcome);
+            assert_eq!(exit, Some(Ok(Ok(0))));
+            Ok(v)
+        })
+        .named("supervisor");
+        let procs: Vec<csp::Process<u32>> = vec![outer];
+        assert_eq!(csp::parallel(procs).unwrap(), vec![Ok(3)]);
+    }
+
+    #[test]
+    fn a_process_in_a_long_io_call_is_not_deadlocked() {
+        let x = csp::Channel::<u32>::named("x");
+        let (xr, xw) = (x.reader(), x.writer());
+        let began = Instant::now();
+        let out = csp::parallel([
+            csp::process(move || {
+                csp::io(|| std::thread::sleep(Duration::from_secs(3)));
+                xw.write(5)
+            })
+            .named("sleeper"),
+            csp::process(move || xr.read().map(drop)).named("reader"),
+        ]);
+        assert_eq!(out.unwrap(), vec![Ok(()), Ok(())]);
+        assert!(began.elapsed() >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_process_waiting_on_a_long_timeout_is_not_deadlocked() {
+        let (x, y) = (
+            csp::Channel::<u32>::named("x"),
+            csp::Channel::<u32>::named("y"),
+        );
+        let (xr, xw, yr, yw) = (x.reader(), x.writer(), y.reader(), y.writer());
+        let began = Instant::now();
+        let out = csp::parallel([
+            csp::process(move || {
+                let v = csp::Alternation::new()
+                    .input(&yr, |v| v)
+                    .timeout(Duration::from_secs(3), || 7)
+                    .select()?;
+                xw.write(v)?;
+                Ok(v)
+            })
+            .named("patient"),
+            csp::process(move || {
+                let v = xr.read()?;
+                yw.write(v)?; // nobody reads y any more: retired, not deadlocked
+                Ok(v)
+            })
+            .named("reader"),
+        ]);
+        assert_eq!(out.unwrap(), vec![Ok(7), Err(csp::ChannelError::Retired)]);
+        assert!(began.elapsed() >= Duration::from_secs(3));
+    }
+}
