@@ -616,6 +616,12 @@ pub fn blocking<S: ContextSlot, R>(
 /// assert_eq!(blocking_raw::<ThreadSlot, u8>(&what, || 3), (3, false));
 /// ```
 pub fn blocking_raw<S: ContextSlot, R>(what: &dyn Waiting, wait: impl FnOnce() -> R) -> (R, bool) {
+    // With detection off a wait costs nothing more: not even the look-up of the process's context
+    // (a hash-map look-up in may's coroutine-local storage). A process that waits while detection
+    // is off counts as running, so turning it on again can only miss a deadlock, never invent one.
+    if setting().load(Ordering::Relaxed) == OFF {
+        return (wait(), false);
+    }
     match S::with(|ctx| ctx.member_ptr()) {
         // SAFETY: the running process's context holds an `Arc` of its member for the process's
         // whole life, and this runs inside the process.
