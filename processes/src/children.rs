@@ -927,8 +927,13 @@ fn warn_if_threaded() {
     if FORK_WARNED.load(Ordering::Relaxed) || FORK_WARNING_OFF.load(Ordering::Relaxed) {
         return;
     }
+    // Read before the threads are listed: a thread of ours that is starting now is either still
+    // unregistered in the listing and counted here, or registered (and not counted) by then.
+    // Read after, a thread listed before it registered (its name perhaps not even set yet) could
+    // have registered and left STARTING in between, and be taken for the program's.
+    let starting = STARTING.load(Ordering::Acquire);
     let (count, name) = other_threads();
-    if count <= STARTING.load(Ordering::Acquire) {
+    if count <= starting {
         return;
     }
     if std::env::var_os(ENV_FORK_WARNING).is_some_and(|v| v == "off") {
