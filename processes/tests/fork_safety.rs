@@ -179,12 +179,20 @@ mod linux {
                     .unwrap_or(true)
             });
         }
-        // A dead child's channels are poisoned by its watcher, this write with them.
-        let wrote = vw.write(42);
-        assert_eq!(wrote.is_err(), dies, "{wrote:?}");
-        match handle.join() {
+        let result = |joined: Result<Vec<_>, cspnet_processes::ProcessError>| match joined {
             Ok(out) => format!("RESULT ok {out:?}"),
             Err(e) => format!("RESULT err {:?}", e.first().cause()),
+        };
+        if dies {
+            // A dead child's channels are poisoned by its watcher, which reports it after that
+            // (it may be gone from /proc a moment before): joined first, the write must fail.
+            let joined = result(handle.join());
+            let wrote = vw.write(42);
+            assert!(wrote.is_err(), "{wrote:?}");
+            joined
+        } else {
+            vw.write(42).unwrap();
+            result(handle.join())
         }
     }
 
