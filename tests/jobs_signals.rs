@@ -99,6 +99,11 @@ struct Helper {
 }
 
 impl Helper {
+    /// The pid the job wrote to `file` in the helper's directory, once the file is there.
+    fn pid(&self, file: &str) -> i32 {
+        wait_for_file(&self.dir.join(file)).trim().parse().unwrap()
+    }
+
     fn start(mode: &str, backend: Backend) -> Helper {
         let dir = std::env::temp_dir().join(format!(
             "cspnet-jobs-signals-{}-{mode}-{backend}",
@@ -243,14 +248,8 @@ fn first_interrupt_lets_running_jobs_finish(backend: Backend) {
 
 fn second_interrupt_kills_the_running_jobs(backend: Backend) {
     let mut h = Helper::start("hang", backend);
-    let grandchild: i32 = wait_for_file(&h.dir.join("grandchild.pid"))
-        .trim()
-        .parse()
-        .unwrap();
-    let child: i32 = wait_for_file(&h.dir.join("child.pid"))
-        .trim()
-        .parse()
-        .unwrap();
+    let grandchild = h.pid("grandchild.pid");
+    let child = h.pid("child.pid");
     h.signal(libc::SIGINT);
     h.expect_line("queued: cancelled");
     assert!(
@@ -269,14 +268,8 @@ fn second_interrupt_kills_the_running_jobs(backend: Backend) {
 
 fn kill_9_of_the_scheduler_leaves_no_process_behind(backend: Backend) {
     let mut h = Helper::start("hang", backend);
-    let grandchild: i32 = wait_for_file(&h.dir.join("grandchild.pid"))
-        .trim()
-        .parse()
-        .unwrap();
-    let child: i32 = wait_for_file(&h.dir.join("child.pid"))
-        .trim()
-        .parse()
-        .unwrap();
+    let grandchild = h.pid("grandchild.pid");
+    let child = h.pid("child.pid");
     h.signal(libc::SIGKILL);
     let _ = h.child.wait();
     assert_gone(&[child, grandchild]);

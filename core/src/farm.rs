@@ -193,6 +193,35 @@ pub struct FarmReport<R> {
     pub failures: BTreeMap<String, JobFailure>,
 }
 
+/// Sorts results as they come, by ID, into results and failures (how [`Farm::run`] makes its
+/// report from [`Farm::start`]'s stream).
+///
+/// ```
+/// use cspnet_core::{FarmReport, JobResult};
+/// let report: FarmReport<u32> =
+///     [JobResult { id: "a".into(), outcome: Ok(7), attempts: 1 }].into_iter().collect();
+/// assert_eq!(report.results["a"], 7);
+/// ```
+impl<R> FromIterator<JobResult<R>> for FarmReport<R> {
+    fn from_iter<I: IntoIterator<Item = JobResult<R>>>(results: I) -> Self {
+        let mut report = FarmReport {
+            results: BTreeMap::new(),
+            failures: BTreeMap::new(),
+        };
+        for r in results {
+            match r.outcome {
+                Ok(v) => {
+                    report.results.insert(r.id, v);
+                }
+                Err(f) => {
+                    report.failures.insert(r.id, f);
+                }
+            }
+        }
+        report
+    }
+}
+
 /// Why a farm could not start: bad settings or bad jobs, found before any process starts.
 ///
 /// ```
@@ -557,21 +586,7 @@ where
         I: IntoIterator<Item = (S, J)>,
         S: Into<String>,
     {
-        let mut report = FarmReport {
-            results: BTreeMap::new(),
-            failures: BTreeMap::new(),
-        };
-        for r in self.start(jobs)? {
-            match r.outcome {
-                Ok(v) => {
-                    report.results.insert(r.id, v);
-                }
-                Err(f) => {
-                    report.failures.insert(r.id, f);
-                }
-            }
-        }
-        Ok(report)
+        Ok(self.start(jobs)?.collect())
     }
 }
 

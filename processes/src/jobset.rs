@@ -330,21 +330,7 @@ impl JobSet {
         workers: usize,
         out: &Path,
     ) -> Result<FarmReport<JobOutput>, JobSetError> {
-        let mut report = FarmReport {
-            results: Default::default(),
-            failures: Default::default(),
-        };
-        for r in self.start(only, workers, out)? {
-            match r.outcome {
-                Ok(v) => {
-                    report.results.insert(r.id, v);
-                }
-                Err(f) => {
-                    report.failures.insert(r.id, f);
-                }
-            }
-        }
-        Ok(report)
+        Ok(self.start(only, workers, out)?.collect())
     }
 
     /// Runs job `id` here, in this process, in `out/<id>` (made if need be) or in the working

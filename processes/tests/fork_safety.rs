@@ -15,7 +15,11 @@ fn main() {
 }
 
 #[cfg(target_os = "linux")]
+mod common;
+
+#[cfg(target_os = "linux")]
 mod linux {
+    use super::common::assert_nothing_in_dev_shm;
     use cspnet_processes::{
         Channel, Outcome, Reader, Registry, Writer, exec, parallel, process, set_fork_warning,
         spawn,
@@ -279,18 +283,6 @@ mod linux {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-
-    fn assert_nothing_in_dev_shm() {
-        let ours: Vec<String> = std::fs::read_dir("/dev/shm")
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.contains("cspnet") || n.contains("ipc-channel"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(ours.is_empty(), "left in /dev/shm: {ours:?}");
     }
 
     /// Where `pid`'s descriptors point, by number.
